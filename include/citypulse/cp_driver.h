@@ -1,0 +1,128 @@
+/* cp_driver.h - the driver interface. A driver is a pure decoder: no I/O, no logging, no globals,
+ * no libuv or MQTT. It turns one message into normalized readings or says, in words a person
+ * understands, why it could not. Registration is static: drivers/drivers.def. */
+#ifndef CP_DRIVER_H
+#define CP_DRIVER_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cp_common.h"
+#include "cp_reading.h"
+
+#define CP_DRIVER_ABI 1
+
+/* Why a payload was rejected: a small fixed set, so metrics labels stay bounded.
+ * X(ENUM, "label") - labels are used in logs, metrics and the rejects table. */
+#define CP_REASON_MAP(X)                                                                                     \
+        X(NONE, "none")                                                                                      \
+        X(BAD_JSON, "bad_json")                                                                              \
+        X(BAD_FORMAT, "bad_format")                                                                          \
+        X(MISSING_FIELD, "missing_field")                                                                    \
+        X(WRONG_TYPE, "wrong_type")                                                                          \
+        X(OUT_OF_RANGE, "out_of_range")                                                                      \
+        X(INCONSISTENT, "inconsistent")                                                                      \
+        X(ID_MISMATCH, "id_mismatch")                                                                        \
+        X(BAD_ID, "bad_id")                                                                                  \
+        X(BAD_TIMESTAMP, "bad_timestamp")                                                                    \
+        X(FUTURE_TIMESTAMP, "future_timestamp")                                                              \
+        X(CHECKSUM, "checksum")                                                                              \
+        X(UNSUPPORTED, "unsupported")                                                                        \
+        X(TOO_LARGE, "too_large")                                                                            \
+        X(TOO_MANY_READINGS, "too_many_readings")                                                            \
+        X(EMPTY, "empty")                                                                                    \
+        X(NO_ROUTE, "no_route")
+
+enum cp_reason {
+#define CP_R_ENUM(e, label) CP_REASON_##e,
+        CP_REASON_MAP(CP_R_ENUM)
+#undef CP_R_ENUM
+                _CP_REASON_MAX
+};
+
+const char *cp_reason_label(enum cp_reason r);
+
+/* One MQTT message, borrowed for the duration of decode(). The payload is not NUL-terminated. */
+struct cp_msg {
+        const char *topic;
+        const uint8_t *payload;
+        size_t len;
+        int64_t rx_ms; /* receive time, UTC ms; also the observation time when the payload has none */
+};
+
+#define CP_BATCH_CAP      64
+#define CP_REASON_TEXT_MAX 200
+
+/* Caller-owned output of one decode. On failure `reason` says why and `text` says it in words. */
+struct cp_batch {
+        struct cp_reading v[CP_BATCH_CAP];
+        size_t n;
+        enum cp_reason reason;
+        char text[CP_REASON_TEXT_MAX];
+};
+
+/* Driver-specific settings: the `driver.<name>.<key> <value>` lines of the config. */
+struct cp_conf_kv {
+        const char *key;
+        const char *value;
+};
+struct cp_conf_section {
+        const char *driver;
+        const struct cp_conf_kv *kv;
+        size_t n;
+};
+/* Value of `key` in `sec`, or NULL. */
+const char *cp_conf_get(const struct cp_conf_section *sec, const char *key);
+
+struct cp_driver {
+        unsigned abi;     /* CP_DRIVER_ABI; the registry refuses a mismatch */
+        const char *name; /* used in config, logs and metrics */
+        /* Optional. Validates the driver's settings and builds its state. On error returns a negative
+         * errno and writes a message (naming the key) into err[errlen]. */
+        int (*init)(const struct cp_conf_section *conf, void **ret_state, char *err, size_t errlen);
+        void (*free)(void *state); /* optional, NULL-safe */
+        /* Returns 0 with out->n >= 1 readings; -ENODATA for a valid message that carries no reading
+         * (status, availability, heartbeat); or a negative errno with out->reason and out->text set.
+         * On failure out->n is 0: no partial reading is ever kept. */
+        int (*decode)(void *state, const struct cp_msg *msg, struct cp_batch *out);
+};
+
+/* --- helpers for drivers (drivers/drv_util.c; pure) --- */
+
+/* Records why decode failed and returns -EPROTO. The text is prefixed by nothing: drivers write
+ * "decoded_payload.occupied is a string, expected boolean"; ingest adds the driver name.
+ * Also sets b->n to 0 (a failure keeps no reading). The stored text is always valid UTF-8 without
+ * control characters: bytes that are not are written as \xNN, and a long text is cut at a character
+ * boundary, so payload bytes quoted in it are safe for logs, JSON and the rejects table. */
+int cp_batch_fail(struct cp_batch *b, enum cp_reason reason, const char *fmt, ...) CP_PRINTF(3, 4);
+/* Appends a reading. Returns 0, -ERANGE for a non-finite value, -ENOSPC when full, -ENAMETOOLONG for
+ * an id that does not fit, -EINVAL for an id cp_sensor_id_valid() refuses (or an unknown quantity);
+ * on failure sets the reason and, like cp_batch_fail(), sets b->n to 0. */
+int cp_batch_add(struct cp_batch *b, const char *sensor_id, enum cp_quantity q, double value, int64_t ts_ms,
+                 int64_t rx_ms);
+/* Same, with the id given as "<base>:<channel>". */
+int cp_batch_add_ch(struct cp_batch *b, const char *base, const char *channel, enum cp_quantity q, double value,
+                    int64_t ts_ms, int64_t rx_ms);
+
+/* Validates a device id: 1..CP_SENSOR_ID_MAX-1 bytes, printable UTF-8, no control bytes, no MQTT
+ * wildcards. Returns 0 or -EINVAL. */
+int cp_sensor_id_valid(const char *id, size_t len);
+/* The same check, saying what is wrong: NULL for a valid id, else a static phrase completing
+ * "<id> ...": "is empty", "is too long", "contains a control character", "contains an MQTT wildcard"
+ * or "is not valid UTF-8". */
+const char *cp_sensor_id_problem(const char *id, size_t len);
+
+struct cp_tz;
+/* Parses an RFC 3339 / ISO 8601 time ("2026-03-01T10:00:00.123456789Z", "+01:00" offsets, a space
+ * instead of "T"; the fraction is kept to the millisecond). A time without offset is read in `tz`;
+ * tz NULL makes such a time an error. Returns 0 or -EINVAL. */
+int cp_time_parse(const char *s, size_t len, const struct cp_tz *tz, int64_t *ret_ms);
+/* Converts an epoch number to ms, detecting s, ms, us or ns by magnitude. Returns 0 or -ERANGE. */
+int cp_time_from_epoch(double v, int64_t *ret_ms);
+
+/* Observation times drivers accept from payloads: years 1970 to 2200, [MIN, MAX). */
+#define CP_TIME_MIN_MS 0
+#define CP_TIME_MAX_MS INT64_C(7289654400000) /* 2201-01-01T00:00:00Z */
+
+#endif

@@ -1,0 +1,98 @@
+/* cp_json.h - jansson helpers for JSON drivers: load a payload, read typed fields, and on any
+ * failure leave a reason and a precise text in the batch. Pure: no logging, no I/O, no globals.
+ *
+ * Every function that takes a batch returns 0 or a negative errno; on failure it has already called
+ * cp_batch_fail() (so b->n is 0) and the driver just returns the value.
+ *
+ * Paths in texts: a field is named by `path` and `key` joined with '.', or without a dot when the key
+ * starts with '[': (NULL, "free") -> "free", ("decoded_payload", "occupied") ->
+ * "decoded_payload.occupied", ("levels", "[2]") -> "levels[2]". Drivers build `path` for nested
+ * objects and array elements themselves ("levels[2]").
+ *
+ * JSON null counts as absent: an optional field that is null is skipped (TTN sends "occupied": null
+ * for unknown, Shelly "n_current": null), a required one is MISSING_FIELD. */
+#ifndef CP_JSON_H
+#define CP_JSON_H
+
+#include "cp_driver.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Payloads above this size are refused before parsing (TOO_LARGE). */
+#define CP_JSON_MAX_BYTES 262144 /* 256 KiB */
+/* The largest value cp_json_get_count() accepts. */
+#define CP_JSON_COUNT_MAX 1000000000
+
+/* Parses msg->payload. On success *ret_root holds a new reference (any JSON type: drivers check the
+ * root with json_is_object() and report with cp_json_fail_type(b, NULL, "payload", root, "object"));
+ * the caller releases it with json_decref() on every path.
+ * Failures (reason, text):
+ *   EMPTY       "empty payload"                                  (len 0: e.g. a retained delete)
+ *   TOO_LARGE   "payload is 300000 bytes, limit 262144"
+ *   BAD_FORMAT  "binary payload, expected JSON"                  (a NUL byte: protobuf, raw frames)
+ *   BAD_JSON    "invalid JSON at 1:17: <jansson's text>"         (NaN, nan, Infinity, truncation, ...)
+ *   BAD_JSON    "invalid UTF-8 at 1:6: <jansson's text>"
+ *   OUT_OF_RANGE "number out of range at 1:10: <jansson's text>" (1e400, integers beyond int64)
+ *   TOO_LARGE   "JSON nested too deeply at 1:2049"
+ * Returns -EPROTO for those, -ENOMEM (reason TOO_LARGE, "out of memory parsing JSON") when jansson
+ * runs out of memory, -EINVAL for NULL arguments.
+ * Duplicate keys are accepted and the last one wins: JSON.parse, Go and Python behave that way, the
+ * network servers feeding us are written in those, and refusing would drop a whole message for a
+ * harmless quirk (RFC 8259 4 only says names SHOULD be unique). */
+int cp_json_load(const struct cp_msg *msg, struct cp_batch *b, json_t **ret_root);
+
+/* "an object", "an array", "a string", "a number", "a boolean", "null"; "nothing" for NULL. */
+const char *cp_json_type_name(const json_t *v);
+
+/* Fails with WRONG_TYPE "<path.key> is <type name of v>, expected <expected>" and returns -EPROTO.
+ * For drivers that accept several shapes ("boolean or string") and report the rest themselves. */
+int cp_json_fail_type(struct cp_batch *b, const char *path, const char *key, const json_t *v,
+                      const char *expected);
+
+/* Typed getters. `obj` must be a JSON object (anything else fails WRONG_TYPE naming `path`).
+ * A missing (or null) field: required -> MISSING_FIELD "<path.key> is missing"; optional -> returns
+ * 0 with *ret_present false and *ret untouched. ret_present may be NULL. A field of the wrong type
+ * is WRONG_TYPE "<path.key> is a string, expected number". */
+
+/* Any JSON number (integer or real; jansson has already refused overflow, NaN and Infinity). A
+ * number written as a string ("12.5") is WRONG_TYPE: converting would hide a device that changed
+ * its format. */
+int cp_json_get_number(struct cp_batch *b, const json_t *obj, const char *path, const char *key,
+                       bool required, double *ret, bool *ret_present);
+/* A count: a whole number in 0..CP_JSON_COUNT_MAX. An integral real (10.0, as ChirpStack's
+ * protobuf Struct encodes integers) is accepted. OUT_OF_RANGE texts: "total is -3, expected >= 0",
+ * "total is 12.5, expected a whole number", "total is 2000000000, expected <= 1000000000". */
+int cp_json_get_count(struct cp_batch *b, const json_t *obj, const char *path, const char *key, bool required,
+                      int64_t *ret, bool *ret_present);
+/* JSON true or false only: 0/1 and "true" are WRONG_TYPE. */
+int cp_json_get_bool(struct cp_batch *b, const json_t *obj, const char *path, const char *key, bool required,
+                     bool *ret, bool *ret_present);
+/* A string of at most max_len bytes (longer: OUT_OF_RANGE "<path.key> is 300 bytes long, limit
+ * 64"). *ret is borrowed from obj: valid while the root is referenced. Valid UTF-8 without NUL
+ * (jansson guarantees both). */
+int cp_json_get_string(struct cp_batch *b, const json_t *obj, const char *path, const char *key,
+                       bool required, size_t max_len, const char **ret, bool *ret_present);
+/* A required device id or channel name, copied into ret[CP_SENSOR_ID_MAX] and checked with
+ * cp_sensor_id_problem(): BAD_ID "facility is 200 bytes long, limit 127",
+ * "facility 'P\x01' contains a control character". With allow_integer, a JSON integer is accepted
+ * and written in decimal (Nwave position ids, numbered levels). */
+int cp_json_get_id(struct cp_batch *b, const json_t *obj, const char *path, const char *key,
+                   bool allow_integer, char *ret);
+/* A nested object or array; *ret is borrowed from obj, NULL when absent. */
+int cp_json_get_object(struct cp_batch *b, const json_t *obj, const char *path, const char *key,
+                       bool required, json_t **ret, bool *ret_present);
+int cp_json_get_array(struct cp_batch *b, const json_t *obj, const char *path, const char *key, bool required,
+                      json_t **ret, bool *ret_present);
+/* An observation time: an RFC 3339 string (cp_time_parse(); a time without offset is read in tz,
+ * and refused when tz is NULL) or an epoch number (cp_time_from_epoch(): s, ms, us or ns by
+ * magnitude). The result must lie in [CP_TIME_MIN_MS, CP_TIME_MAX_MS) (years 1970..2200).
+ * BAD_TIMESTAMP texts: "timestamp '2026-02-30T10:00:00Z' is not an RFC 3339 time",
+ * "timestamp 1e+25 is not between 1970 and 2200"; another type is WRONG_TYPE
+ * "timestamp is a boolean, expected string or number". */
+int cp_json_get_time(struct cp_batch *b, const json_t *obj, const char *path, const char *key, bool required,
+                     const struct cp_tz *tz, int64_t *ret_ms, bool *ret_present);
+
+#endif
