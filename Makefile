@@ -1,0 +1,147 @@
+# citypulse - build, test and run. `make help` lists the targets.
+#
+# make                 build/citypulsed and build/citypulse-sim
+# make SANITIZE=address,undefined   the same with ASan+UBSan (objects in build/san)
+# make deps            install every Debian package the build, the tests and `make run` need
+# make test            deps, sanitized build, every test; ends with "N passed, N failed"
+# make run             deps, build, local mosquitto + daemon + simulated city on loopback
+# make bench           benchmarks (tests/bench), figures as ratios to a baseline run alongside
+# make fuzz            libFuzzer harnesses, longer runs
+# make install         binary, unit, config example, man page (PREFIX, DESTDIR)
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+WERROR   ?= 1
+SANITIZE ?=
+VERSION  := 0.1.0
+
+CC       ?= cc
+PKGS     := libuv libmosquitto jansson sqlite3 libmicrohttpd zlib
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wundef \
+            -Wpointer-arith -Wcast-qual -Wwrite-strings -Wvla -Wimplicit-fallthrough -fno-common
+ifeq ($(WERROR),1)
+WARN     += -Werror
+endif
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -D_GNU_SOURCE $(WARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE -MMD -MP \
+            -Iinclude -Idaemon -Idrivers -DCP_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDFLAGS  += -pie -Wl,-z,relro,-z,now
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
+
+ifneq ($(SANITIZE),)
+BUILD    ?= build/san
+CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all -U_FORTIFY_SOURCE -O1
+LDFLAGS  += -fsanitize=$(SANITIZE)
+else
+BUILD    ?= build
+endif
+
+DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+DRIVER_SRC := $(wildcard drivers/*.c)
+LIB_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(DAEMON_SRC) $(DRIVER_SRC))
+MAIN_OBJ   := $(BUILD)/daemon/main.o
+SIM_SRC    := $(wildcard tests/sim/*.c)
+SIM_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(SIM_SRC))
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+GOLDEN_BIN := $(BUILD)/tests/golden
+
+# Debian 12 packages: build, tests (broker, clients, sqlite3 CLI, curl, python3 for output checks), run.
+DEB_PKGS := make gcc libc6-dev pkg-config libuv1-dev libmosquitto-dev libjansson-dev libsqlite3-dev \
+            libmicrohttpd-dev zlib1g-dev libcmocka-dev librrd-dev libcurl4-openssl-dev \
+            mosquitto mosquitto-clients sqlite3 curl python3 procps ca-certificates clang
+
+.PHONY: all deps test check unit e2e run bench fuzz fuzzers install clean help tests
+
+all: build/citypulsed build/citypulse-sim
+ifneq ($(BUILD),build)
+all: $(BUILD)/citypulsed $(BUILD)/citypulse-sim
+endif
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The simulator is a stand-alone program that defines its own feature macros.
+$(BUILD)/tests/sim/%.o: tests/sim/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -D_GNU_SOURCE,$(CFLAGS)) -c -o $@ $<
+
+$(BUILD)/libcitypulse.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/citypulsed: $(MAIN_OBJ) $(BUILD)/libcitypulse.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/citypulse-sim: $(SIM_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ -lmosquitto -lm
+
+ifeq ($(BUILD),build)
+build/citypulsed build/citypulse-sim: | build
+endif
+build:
+	@mkdir -p build
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcitypulse.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libcitypulse.a $(LDLIBS) -lcmocka
+
+$(GOLDEN_BIN): tests/drivers/golden.c $(BUILD)/libcitypulse.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libcitypulse.a $(LDLIBS) -lcmocka
+
+tests: $(UNIT_BIN) $(GOLDEN_BIN) $(BUILD)/citypulsed $(BUILD)/citypulse-sim fuzzers
+
+# libFuzzer harnesses (clang): every driver, the config parser.
+FUZZ_CC     := clang
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+               -Iinclude -Idaemon -Idrivers $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_BIN    := $(BUILD)/fuzz/fuzz_decode $(BUILD)/fuzz/fuzz_config
+fuzzers: $(FUZZ_BIN)
+$(BUILD)/fuzz/fuzz_decode: tests/fuzz/fuzz_decode.c $(DRIVER_SRC) drivers/drivers.def $(wildcard include/citypulse/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_decode.c $(DRIVER_SRC) -ljansson -lm
+$(BUILD)/fuzz/fuzz_config: tests/fuzz/fuzz_config.c daemon/config.c daemon/route.c daemon/log.c daemon/netaddr.c $(DRIVER_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ -ljansson -lmosquitto -lm
+
+FUZZ_SECS ?= 300
+fuzz: deps
+	$(MAKE) --no-print-directory SANITIZE=address,undefined fuzzers
+	BUILD=build/san bash tests/fuzz/run.sh fuzz_decode $(FUZZ_SECS)
+	BUILD=build/san bash tests/fuzz/run.sh fuzz_config $(FUZZ_SECS)
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "deps: all Debian packages present"; fi
+
+# Every test, under ASan+UBSan.
+test: deps
+	$(MAKE) --no-print-directory SANITIZE=address,undefined tests
+	@BUILD=build/san bash tests/run.sh
+
+check: tests
+	@BUILD=$(BUILD) bash tests/run.sh unit
+
+run: deps
+	$(MAKE) --no-print-directory all
+	@bash tests/run_demo.sh
+
+install: all
+	install -D -m 0755 build/citypulsed $(DESTDIR)$(PREFIX)/sbin/citypulsed
+	install -D -m 0644 config/citypulse.conf $(DESTDIR)/etc/citypulse/citypulse.conf.example
+	install -D -m 0644 systemd/citypulsed.service $(DESTDIR)/lib/systemd/system/citypulsed.service
+
+clean:
+	rm -rf build
+
+help:
+	@sed -n '3,12p' Makefile
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,81 @@
+/* daemon.h - struct cp_daemon, the one context every module hangs off (no process-wide globals but the
+ * log threshold), and the start-up and shutdown order in main.c. */
+#ifndef CP_DAEMON_H
+#define CP_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "citypulse/cp_tz.h"
+#include "config.h"
+#include "http.h"
+#include "ingest.h"
+#include "journal.h"
+#include "live.h"
+#include "mqtt_in.h"
+#include "registry.h"
+#include "route.h"
+#include "storeq.h"
+
+struct cp_http_cache {
+        struct MHD_Response *resp; /* shared by every request until the data changes */
+        char etag[24];
+        uint64_t changes;   /* live->changes when rendered */
+        int64_t valid_until_ms; /* staleness alone changes the body then */
+        int64_t rendered_ms;
+        uint64_t reg_gen;
+};
+
+enum cp_route_id {
+        CP_RT_PARKINGS,
+        CP_RT_PARKING,
+        CP_RT_SPOTS,
+        CP_RT_SENSOR,
+        CP_RT_HEALTHZ,
+        CP_RT_READYZ,
+        CP_RT_METRICS,
+        CP_RT_OTHER,
+        _CP_RT_MAX,
+};
+
+struct cp_daemon {
+        uv_loop_t loop;
+        const char *config_path;
+        struct cp_config *cfg;
+        struct cp_registry *reg;
+        uint64_t reg_gen;
+        struct cp_router *router;
+        struct cp_tz *tz;
+        struct cp_live live;
+        struct cp_journal journal;
+        struct cp_ingest ingest;
+        struct cp_storeq storeq;
+        struct cp_mqtt_in mqtt;
+        struct cp_http http;
+
+        uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
+        uv_timer_t rotate_timer;   /* hands journal segments to the store thread */
+        uv_timer_t stats_timer;    /* one info line a minute, STATUS= */
+        uv_timer_t watchdog_timer; /* WATCHDOG=1 at half of WatchdogSec */
+
+        struct cp_http_cache parkings_cache;
+        uint64_t http_status[_CP_RT_MAX][6]; /* by route and status class 1xx..5xx (index 0 unused) */
+        uint64_t reloads, reload_failures;
+        int64_t started_ms;
+        bool stopping;
+        bool loop_inited;
+        uint64_t last_summary_messages;
+};
+
+/* http_api.c: the routes. */
+enum MHD_Result cp_api_handle(struct cp_http *h, struct MHD_Connection *conn, struct cp_http_req *req, void *ud);
+void cp_api_done(struct cp_http *h, struct cp_http_req *req, void *ud);
+void cp_api_cache_drop(struct cp_daemon *d);
+
+/* sdnotify.c: sd_notify(3) without libsystemd; a no-op when $NOTIFY_SOCKET is unset. */
+int cp_sd_notify(const char *state);
+/* Watchdog interval in µs from $WATCHDOG_USEC (for this pid), or 0. */
+uint64_t cp_sd_watchdog_usec(void);
+
+#endif

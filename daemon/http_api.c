@@ -1,0 +1,547 @@
+/* http_api.c - the routes of CONTRACT section 6 served so far: the drivers' app feed, sensors, health,
+ * readiness and metrics. Every GET carries an ETag and Cache-Control: public, max-age=<http.ttl>, and
+ * answers 304 to a matching If-None-Match. The facility list, polled by every app, is rendered once per
+ * change (at most every 250 ms) into one MHD_Response shared by all requests. */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "citypulse/cp_common.h"
+#include "daemon.h"
+#include "log.h"
+#include "timefmt.h"
+
+#define API_VERSION     "1.0"
+#define RENDER_COALESCE 250 /* ms: the feed is rendered at most this often while readings pour in */
+#define JSON_FLAGS      (JSON_COMPACT | JSON_REAL_PRECISION(10))
+
+static uint64_t fnv64(const char *s, size_t n)
+{
+        uint64_t h = 1469598103934665603ull;
+
+        for (size_t i = 0; i < n; i++) {
+                h ^= (unsigned char)s[i];
+                h *= 1099511628211ull;
+        }
+        return h;
+}
+
+static void make_etag(char *buf, size_t len, const char *body, size_t n)
+{
+        snprintf(buf, len, "\"%016" PRIx64 "\"", fnv64(body, n));
+}
+
+/* If-None-Match: a list of entity tags, or "*"; weak tags compare by their opaque part. */
+static bool etag_matches(struct MHD_Connection *conn, const char *etag)
+{
+        const char *inm = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+        size_t el = strlen(etag);
+
+        if (!inm)
+                return false;
+        for (const char *p = inm; *p;) {
+                while (*p == ' ' || *p == ',')
+                        p++;
+                if (*p == '*')
+                        return true;
+                if (p[0] == 'W' && p[1] == '/')
+                        p += 2;
+                if (strncmp(p, etag, el) == 0 && (p[el] == '\0' || p[el] == ',' || p[el] == ' '))
+                        return true;
+                while (*p && *p != ',')
+                        p++;
+        }
+        return false;
+}
+
+static void add_common_headers(struct MHD_Response *r, const char *etag, int64_t ttl_s, bool api, const char *ctype)
+{
+        char cc[64];
+
+        snprintf(cc, sizeof(cc), "public, max-age=%lld", (long long)ttl_s);
+        if (ctype)
+                MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, cc);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, etag);
+        if (api)
+                MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+}
+
+static enum MHD_Result not_modified(struct MHD_Connection *conn, struct cp_http_req *req, const char *etag,
+                                    int64_t ttl_s, bool api)
+{
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)(uintptr_t) "", MHD_RESPMEM_PERSISTENT);
+        enum MHD_Result ret;
+
+        if (!r)
+                return MHD_NO;
+        add_common_headers(r, etag, ttl_s, api, NULL);
+        ret = cp_http_queue(conn, req, MHD_HTTP_NOT_MODIFIED, r);
+        MHD_destroy_response(r);
+        return ret;
+}
+
+/* Sends body (taking ownership of the malloc'd buffer) with ETag and caching headers. */
+static enum MHD_Result send_body_take(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req,
+                                      unsigned status, char *body, size_t len, const char *ctype, bool api,
+                                      int64_t ttl_ms)
+{
+        struct MHD_Response *r;
+        enum MHD_Result ret;
+        char etag[24];
+
+        (void)d;
+        make_etag(etag, sizeof(etag), body, len);
+        if (status == MHD_HTTP_OK && etag_matches(conn, etag)) {
+                free(body);
+                return not_modified(conn, req, etag, ttl_ms / 1000, api);
+        }
+        r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+        if (!r) {
+                free(body);
+                return MHD_NO;
+        }
+        add_common_headers(r, etag, ttl_ms / 1000, api, ctype);
+        ret = cp_http_queue(conn, req, status, r);
+        MHD_destroy_response(r);
+        return ret;
+}
+
+static enum MHD_Result send_json_take(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req,
+                                      unsigned status, json_t *j, int64_t ttl_ms)
+{
+        char *body = json_dumps(j, JSON_FLAGS);
+        size_t len;
+
+        json_decref(j);
+        if (!body)
+                return cp_http_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
+        len = strlen(body);
+        return send_body_take(d, conn, req, status, body, len, "application/json; charset=utf-8", true, ttl_ms);
+}
+
+static json_t *iso_or_null(const struct cp_daemon *d, int64_t ms)
+{
+        char buf[CP_ISO_MAX];
+
+        if (ms <= 0)
+                return json_null();
+        return json_string(cp_time_iso(buf, sizeof(buf), ms, d->tz));
+}
+
+static double round3(double x)
+{
+        return round(x * 1000.0) / 1000.0;
+}
+
+/* One facility as the drivers' app sees it. Unknown is null, never a number presented as live. */
+static json_t *facility_json(const struct cp_daemon *d, const struct cp_reg_facility *f, int64_t now,
+                             struct cp_facility_view *v)
+{
+        cp_live_facility(&d->live, f, now, v);
+        return json_pack("{s:s, s:s, s:s, s:o, s:I, s:o, s:s, s:o, s:o, s:o}", "parking_id", f->id, "name", f->name,
+                         "city", f->city, "free_spaces", v->known ? json_integer(v->free_spaces) : json_null(),
+                         "total_spaces", (json_int_t)v->total_spaces, "occupancy_rate",
+                         v->known ? json_real(round3(v->occupancy_rate)) : json_null(), "status",
+                         cp_fstatus_name(v->status), "last_reported", iso_or_null(d, v->last_reported_ms), "lat",
+                         f->has_geo ? json_real(f->lat) : json_null(), "lon",
+                         f->has_geo ? json_real(f->lon) : json_null());
+}
+
+static json_t *envelope(const struct cp_daemon *d, int64_t last_updated_ms, json_t *data)
+{
+        return json_pack("{s:o, s:I, s:s, s:o}", "last_updated", iso_or_null(d, last_updated_ms), "ttl",
+                         (json_int_t)(d->cfg->http_ttl_ms / 1000), "version", API_VERSION, "data", data);
+}
+
+void cp_api_cache_drop(struct cp_daemon *d)
+{
+        if (d->parkings_cache.resp)
+                MHD_destroy_response(d->parkings_cache.resp);
+        memset(&d->parkings_cache, 0, sizeof(d->parkings_cache));
+}
+
+/* Renders the facility list into the shared response when the data (or staleness) changed. */
+static int render_parkings(struct cp_daemon *d, int64_t now)
+{
+        struct cp_http_cache *c = &d->parkings_cache;
+        json_t *arr = json_array(), *doc;
+        int64_t last = 0, next_change = INT64_MAX;
+        struct MHD_Response *r;
+        char *body;
+
+        if (!arr)
+                return -ENOMEM;
+        for (size_t i = 0; i < d->reg->n_facilities; i++) {
+                struct cp_facility_view v;
+                json_array_append_new(arr, facility_json(d, &d->reg->facilities[i], now, &v));
+                last = CP_MAX(last, v.last_reported_ms);
+                next_change = CP_MIN(next_change, v.next_change_ms);
+        }
+        doc = envelope(d, last, json_pack("{s:o}", "parkings", arr));
+        body = doc ? json_dumps(doc, JSON_FLAGS) : NULL;
+        json_decref(doc);
+        if (!body)
+                return -ENOMEM;
+        r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+        if (!r) {
+                free(body);
+                return -ENOMEM;
+        }
+        cp_api_cache_drop(d);
+        make_etag(c->etag, sizeof(c->etag), body, strlen(body));
+        add_common_headers(r, c->etag, d->cfg->http_ttl_ms / 1000, true, "application/json; charset=utf-8");
+        c->resp = r;
+        c->changes = d->live.changes;
+        c->reg_gen = d->reg_gen;
+        c->valid_until_ms = next_change;
+        c->rendered_ms = now;
+        return 0;
+}
+
+static enum MHD_Result get_parkings(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req)
+{
+        struct cp_http_cache *c = &d->parkings_cache;
+        int64_t now = cp_now_ms();
+        bool stale = !c->resp || c->reg_gen != d->reg_gen || now >= c->valid_until_ms ||
+                     (c->changes != d->live.changes && now - c->rendered_ms >= RENDER_COALESCE);
+
+        if (stale && render_parkings(d, now) < 0)
+                return cp_http_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
+        if (etag_matches(conn, c->etag))
+                return not_modified(conn, req, c->etag, d->cfg->http_ttl_ms / 1000, true);
+        return cp_http_queue(conn, req, MHD_HTTP_OK, c->resp);
+}
+
+static enum MHD_Result get_parking(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req,
+                                   const char *id)
+{
+        const struct cp_reg_facility *f = cp_registry_facility(d->reg, id);
+        struct cp_facility_view v;
+        json_t *one;
+
+        if (!f)
+                return cp_http_error(conn, req, MHD_HTTP_NOT_FOUND, "not_found", "no such parking_id");
+        one = facility_json(d, f, cp_now_ms(), &v);
+        return send_json_take(d, conn, req, MHD_HTTP_OK, envelope(d, v.last_reported_ms, json_pack("{s:o}", "parking", one)),
+                              d->cfg->http_ttl_ms);
+}
+
+static enum MHD_Result get_spots(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req,
+                                 const char *id)
+{
+        const struct cp_reg_facility *f = cp_registry_facility(d->reg, id);
+        int64_t now = cp_now_ms(), last = 0;
+        json_t *arr;
+
+        if (!f)
+                return cp_http_error(conn, req, MHD_HTTP_NOT_FOUND, "not_found", "no such parking_id");
+        arr = json_array();
+        for (size_t i = 0; i < f->n_spots; i++) {
+                const struct cp_sensor *s = f->spots[i];
+                const struct cp_qval *q = cp_sensor_value(s, CP_Q_OCCUPIED);
+                const char *status = "unknown";
+
+                if (q && cp_live_fresh(&d->live, q, now))
+                        status = q->value != 0 ? "occupied" : "free";
+                if (q)
+                        last = CP_MAX(last, q->ts_ms);
+                json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:o}", "spot_id", s->reg->spot_id, "sensor_id",
+                                                     s->id, "status", status, "observed_at",
+                                                     iso_or_null(d, q ? q->ts_ms : 0)));
+        }
+        return send_json_take(d, conn, req, MHD_HTTP_OK,
+                              envelope(d, last, json_pack("{s:s, s:o}", "parking_id", f->id, "spots", arr)),
+                              d->cfg->http_ttl_ms);
+}
+
+static enum MHD_Result get_sensor(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req,
+                                  const char *id)
+{
+        const struct cp_sensor *s = cp_live_get(&d->live, id, strlen(id));
+        json_t *readings;
+
+        if (!s)
+                return cp_http_error(conn, req, MHD_HTTP_NOT_FOUND, "not_found", "no such sensor_id");
+        readings = json_object();
+        for (unsigned i = 0; i < s->n_q; i++) {
+                const struct cp_qval *q = &s->q[i];
+                json_object_set_new(readings, cp_quantity_name((enum cp_quantity)q->q),
+                                    json_pack("{s:f, s:o, s:o}", "value", q->value, "observed_at",
+                                              iso_or_null(d, q->ts_ms), "received_at", iso_or_null(d, q->rx_ms)));
+        }
+        return send_json_take(d, conn, req, MHD_HTTP_OK,
+                              json_pack("{s:s, s:b, s:s, s:o}", "sensor_id", s->id, "registered", s->reg != NULL,
+                                        "kind", cp_skind_name(s->reg ? s->reg->kind : CP_SK_UNREGISTERED), "readings",
+                                        readings),
+                              d->cfg->http_ttl_ms);
+}
+
+static enum MHD_Result get_healthz(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req)
+{
+        char *body = strdup("{\"status\":\"ok\"}\n");
+
+        if (!body)
+                return MHD_NO;
+        return send_body_take(d, conn, req, MHD_HTTP_OK, body, strlen(body), "application/json", false, 0);
+}
+
+static enum MHD_Result get_readyz(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req)
+{
+        bool mqtt_ok = d->mqtt.state == CP_MQTT_CONNECTED;
+        bool store_ok = atomic_load(&d->storeq.writable) && d->ingest.journal_complaint.active == false;
+        char err[256] = "";
+        json_t *j;
+
+        if (!store_ok)
+                cp_storeq_errmsg(&d->storeq, err, sizeof(err));
+        j = json_pack("{s:b, s:s, s:s, s:s}", "ready", mqtt_ok && store_ok, "mqtt", cp_mqtt_state_name(d->mqtt.state),
+                      "store", store_ok ? "writable" : "failing", "store_error", err);
+        return send_json_take(d, conn, req, mqtt_ok && store_ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, j, 0);
+}
+
+/* --- metrics (Prometheus text format 0.0.4). Labels carry drivers, reasons, routes and classes, never
+ * topics or sensor ids. --- */
+
+struct buf {
+        char *p;
+        size_t n, cap;
+        bool oom;
+};
+
+static void bprintf(struct buf *b, const char *fmt, ...) CP_PRINTF(2, 3);
+static void bprintf(struct buf *b, const char *fmt, ...)
+{
+        va_list ap;
+        int w;
+
+        for (;;) {
+                if (b->oom)
+                        return;
+                va_start(ap, fmt);
+                w = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
+                va_end(ap);
+                if (w >= 0 && (size_t)w < b->cap - b->n) {
+                        b->n += (size_t)w;
+                        return;
+                }
+                size_t ncap = b->cap * 2 + (size_t)(w > 0 ? w : 0);
+                char *np = realloc(b->p, ncap);
+                if (!np) {
+                        b->oom = true;
+                        return;
+                }
+                b->p = np;
+                b->cap = ncap;
+        }
+}
+
+static void metric_head(struct buf *b, const char *name, const char *type, const char *help)
+{
+        bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static const char *const route_names[_CP_RT_MAX] = {
+        [CP_RT_PARKINGS] = "parkings", [CP_RT_PARKING] = "parking", [CP_RT_SPOTS] = "spots",
+        [CP_RT_SENSOR] = "sensor",     [CP_RT_HEALTHZ] = "healthz", [CP_RT_READYZ] = "readyz",
+        [CP_RT_METRICS] = "metrics",   [CP_RT_OTHER] = "other",
+};
+
+static enum MHD_Result get_metrics(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req)
+{
+        struct buf b = {.p = malloc(16384), .cap = 16384};
+        const struct cp_ingest *in = &d->ingest;
+        int64_t now = cp_now_ms();
+        size_t stale = 0;
+
+        if (!b.p)
+                return MHD_NO;
+        metric_head(&b, "citypulse_mqtt_messages_total", "counter", "MQTT messages received, by driver.");
+        for (size_t i = 0; i < cp_driver_count(); i++)
+                bprintf(&b, "citypulse_mqtt_messages_total{driver=\"%s\"} %" PRIu64 "\n", cp_driver_at(i)->name,
+                        in->drv[i].messages);
+        bprintf(&b, "citypulse_mqtt_messages_total{driver=\"none\"} %" PRIu64 "\n", in->no_route);
+        metric_head(&b, "citypulse_decode_errors_total", "counter", "Rejected payloads, by driver and reason.");
+        for (size_t i = 0; i < cp_driver_count(); i++)
+                for (int r = 1; r < _CP_REASON_MAX; r++)
+                        if (in->drv[i].rejects[r])
+                                bprintf(&b, "citypulse_decode_errors_total{driver=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+                                        cp_driver_at(i)->name, cp_reason_label((enum cp_reason)r),
+                                        in->drv[i].rejects[r]);
+        bprintf(&b, "citypulse_decode_errors_total{driver=\"none\",reason=\"no_route\"} %" PRIu64 "\n", in->no_route);
+        metric_head(&b, "citypulse_readings_total", "counter", "Readings decoded and journaled, by driver.");
+        for (size_t i = 0; i < cp_driver_count(); i++)
+                bprintf(&b, "citypulse_readings_total{driver=\"%s\"} %" PRIu64 "\n", cp_driver_at(i)->name,
+                        in->drv[i].readings);
+        metric_head(&b, "citypulse_readings_stored_total", "counter", "Readings committed to SQLite.");
+        bprintf(&b, "citypulse_readings_stored_total %" PRIu64 "\n", atomic_load(&d->storeq.readings_stored));
+        metric_head(&b, "citypulse_readings_duplicate_total", "counter",
+                    "Readings already stored (same sensor, quantity and observation time).");
+        bprintf(&b, "citypulse_readings_duplicate_total %" PRIu64 "\n", atomic_load(&d->storeq.readings_dup));
+        metric_head(&b, "citypulse_rejects_stored_total", "counter", "Rejected payloads committed to SQLite.");
+        bprintf(&b, "citypulse_rejects_stored_total %" PRIu64 "\n", atomic_load(&d->storeq.rejects_stored));
+        metric_head(&b, "citypulse_journal_errors_total", "counter", "Failed journal writes.");
+        bprintf(&b, "citypulse_journal_errors_total %" PRIu64 "\n", in->journal_errors);
+        metric_head(&b, "citypulse_store_queue_segments", "gauge", "Journal segments waiting for the store thread.");
+        bprintf(&b, "citypulse_store_queue_segments %" PRId64 "\n", atomic_load(&d->storeq.queue_depth));
+        metric_head(&b, "citypulse_journal_bytes", "gauge", "Bytes in the journal segment being written.");
+        bprintf(&b, "citypulse_journal_bytes %" PRIu64 "\n", d->journal.bytes);
+        metric_head(&b, "citypulse_store_import_errors_total", "counter", "Failed segment imports (retried).");
+        bprintf(&b, "citypulse_store_import_errors_total %" PRIu64 "\n", atomic_load(&d->storeq.import_errors));
+        metric_head(&b, "citypulse_mqtt_connected", "gauge", "1 while connected to the broker.");
+        bprintf(&b, "citypulse_mqtt_connected %d\n", d->mqtt.state == CP_MQTT_CONNECTED);
+        metric_head(&b, "citypulse_mqtt_reconnects_total", "counter", "Successful reconnections after a loss.");
+        bprintf(&b, "citypulse_mqtt_reconnects_total %" PRIu64 "\n", d->mqtt.reconnects);
+        metric_head(&b, "citypulse_unregistered_sensors", "gauge", "Distinct unregistered sensors tracked live.");
+        bprintf(&b, "citypulse_unregistered_sensors %zu\n", d->live.n_unregistered);
+        metric_head(&b, "citypulse_unregistered_over_cap_total", "counter",
+                    "Readings of unregistered sensors past registry.max_unregistered (stored, not tracked live).");
+        bprintf(&b, "citypulse_unregistered_over_cap_total %" PRIu64 "\n", in->unregistered_over_cap);
+        for (size_t i = 0; i < d->reg->n_facilities; i++) {
+                struct cp_facility_view v;
+                cp_live_facility(&d->live, &d->reg->facilities[i], now, &v);
+                stale += v.status == CP_FS_UNKNOWN;
+        }
+        metric_head(&b, "citypulse_facilities", "gauge", "Registered facilities.");
+        bprintf(&b, "citypulse_facilities %zu\n", d->reg->n_facilities);
+        metric_head(&b, "citypulse_facilities_stale", "gauge", "Facilities whose status is unknown (no fresh reading).");
+        bprintf(&b, "citypulse_facilities_stale %zu\n", stale);
+        metric_head(&b, "citypulse_http_requests_total", "counter", "HTTP requests, by route and status class.");
+        for (int r = 0; r < _CP_RT_MAX; r++)
+                for (int c = 1; c <= 5; c++)
+                        if (d->http_status[r][c])
+                                bprintf(&b, "citypulse_http_requests_total{route=\"%s\",code=\"%dxx\"} %" PRIu64 "\n",
+                                        route_names[r], c, d->http_status[r][c]);
+        metric_head(&b, "citypulse_reloads_total", "counter", "Configuration reloads, by result.");
+        bprintf(&b, "citypulse_reloads_total{result=\"ok\"} %" PRIu64 "\n", d->reloads);
+        bprintf(&b, "citypulse_reloads_total{result=\"failed\"} %" PRIu64 "\n", d->reload_failures);
+        if (b.oom) {
+                free(b.p);
+                return MHD_NO;
+        }
+        return send_body_take(d, conn, req, MHD_HTTP_OK, b.p, b.n, "text/plain; version=0.0.4; charset=utf-8", false, 0);
+}
+
+/* --- routing --- */
+
+#define MAX_SEGS 8
+
+struct path {
+        char *seg[MAX_SEGS];
+        size_t n;
+        char buf[1024];
+};
+
+/* Splits the raw path at '/' and percent-decodes each segment, so "%2F" stays inside a sensor id.
+ * Returns 0, -EINVAL for a bad escape, -E2BIG when too long or too deep. */
+static int split_path(const char *raw, struct path *p)
+{
+        const char *q = strchr(raw, '?');
+        size_t len = q ? (size_t)(q - raw) : strlen(raw), o = 0;
+        const char *s = raw, *end = raw + len;
+
+        p->n = 0;
+        if (len == 0 || raw[0] != '/')
+                return -EINVAL;
+        s++;
+        while (s <= end) {
+                const char *slash = memchr(s, '/', (size_t)(end - s));
+                size_t sl = slash ? (size_t)(slash - s) : (size_t)(end - s);
+                int w;
+
+                if (p->n == MAX_SEGS)
+                        return -E2BIG;
+                w = cp_http_pct_decode(s, sl, p->buf + o, sizeof(p->buf) - o);
+                if (w < 0)
+                        return sl * 3 > sizeof(p->buf) - o ? -E2BIG : -EINVAL;
+                p->seg[p->n++] = p->buf + o;
+                o += (size_t)w + 1;
+                if (!slash)
+                        break;
+                s = slash + 1;
+        }
+        /* "/api/v1/parkings/" reads as "/api/v1/parkings". */
+        if (p->n > 1 && p->seg[p->n - 1][0] == '\0')
+                p->n--;
+        return 0;
+}
+
+static bool seg_is(const struct path *p, size_t i, const char *s)
+{
+        return i < p->n && strcmp(p->seg[i], s) == 0;
+}
+
+enum MHD_Result cp_api_handle(struct cp_http *h, struct MHD_Connection *conn, struct cp_http_req *req, void *ud)
+{
+        struct cp_daemon *d = ud;
+        struct path p;
+        int r;
+
+        (void)h;
+        if (strcmp(req->method, MHD_HTTP_METHOD_GET) != 0 && !req->head) {
+                struct MHD_Response *resp;
+                enum MHD_Result ret;
+                req->route = CP_RT_OTHER;
+                resp = MHD_create_response_from_buffer(0, (void *)(uintptr_t) "", MHD_RESPMEM_PERSISTENT);
+                if (!resp)
+                        return MHD_NO;
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+                ret = cp_http_queue(conn, req, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
+                MHD_destroy_response(resp);
+                return ret;
+        }
+        r = split_path(req->raw_uri, &p);
+        if (r < 0) {
+                req->route = CP_RT_OTHER;
+                if (r == -E2BIG)
+                        return cp_http_error(conn, req, MHD_HTTP_URI_TOO_LONG, "uri_too_long", "path too long or too deep");
+                return cp_http_error(conn, req, MHD_HTTP_BAD_REQUEST, "bad_request", "malformed percent-encoding in path");
+        }
+        if (seg_is(&p, 0, "api") && seg_is(&p, 1, "v1")) {
+                if (seg_is(&p, 2, "parkings")) {
+                        if (p.n == 3) {
+                                req->route = CP_RT_PARKINGS;
+                                return get_parkings(d, conn, req);
+                        }
+                        if (p.n == 4) {
+                                req->route = CP_RT_PARKING;
+                                return get_parking(d, conn, req, p.seg[3]);
+                        }
+                        if (p.n == 5 && seg_is(&p, 4, "spots")) {
+                                req->route = CP_RT_SPOTS;
+                                return get_spots(d, conn, req, p.seg[3]);
+                        }
+                }
+                if (seg_is(&p, 2, "sensors") && p.n == 4) {
+                        req->route = CP_RT_SENSOR;
+                        return get_sensor(d, conn, req, p.seg[3]);
+                }
+        } else if (p.n == 1 && seg_is(&p, 0, "healthz")) {
+                req->route = CP_RT_HEALTHZ;
+                return get_healthz(d, conn, req);
+        } else if (p.n == 1 && seg_is(&p, 0, "readyz")) {
+                req->route = CP_RT_READYZ;
+                return get_readyz(d, conn, req);
+        } else if (p.n == 1 && seg_is(&p, 0, "metrics")) {
+                req->route = CP_RT_METRICS;
+                return get_metrics(d, conn, req);
+        }
+        req->route = CP_RT_OTHER;
+        return cp_http_error(conn, req, MHD_HTTP_NOT_FOUND, "not_found", "no such resource");
+}
+
+void cp_api_done(struct cp_http *h, struct cp_http_req *req, void *ud)
+{
+        struct cp_daemon *d = ud;
+        unsigned cls = req->status / 100;
+
+        (void)h;
+        if (req->route < 0 || req->route >= _CP_RT_MAX)
+                req->route = CP_RT_OTHER;
+        if (cls >= 1 && cls <= 5)
+                d->http_status[req->route][cls]++;
+}

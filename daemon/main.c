@@ -1,0 +1,609 @@
+/* main.c - command line, start-up and shutdown order, signals.
+ *
+ * Start-up: config, registry and drivers are validated first (the same code as --check-config); then
+ * the store is opened and any journal segments a previous run left (a crash, a full disk) are imported
+ * before live state is rebuilt from the store; only then do the HTTP listener and the first broker
+ * connection attempt start, and READY=1 is sent. Shutdown (SIGTERM/SIGINT): stop reading MQTT (what we
+ * did not read is not acknowledged and stays with the broker), hand the last journal segment to the
+ * store thread, wait for it to commit, close every handle, and exit 0 with uv_loop_close() == 0. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "citypulse/cp_err.h"
+#include "daemon.h"
+#include "log.h"
+#include "timefmt.h"
+
+#ifndef CP_VERSION
+#define CP_VERSION "0.1.0"
+#endif
+
+#define DEFAULT_CONFIG    "/etc/citypulse/citypulse.conf"
+#define ROTATE_MS         200
+#define ROTATE_BYTES      (8u << 20)
+#define REJECT_PUB_PER_S  50
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: citypulsed [-c FILE] [--log=auto|journal|plain]\n"
+                "       citypulsed --check-config [-c FILE]\n"
+                "       citypulsed --version | --help\n"
+                "\n"
+                "Turns city sensor traffic from MQTT into live, trustworthy open data.\n"
+                "\n"
+                "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+                "      --check-config  validate the configuration and registry files, print every error as\n"
+                "                      FILE:LINE: message, exit 0 when valid, 1 otherwise\n"
+                "      --log=SINK      auto (journald prefixes when stderr is the journal), journal, plain\n"
+                "  -V, --version       print the version\n"
+                "  -h, --help          print this help\n"
+                "\n"
+                "Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads config and registry,\n"
+                "SIGUSR1 toggles debug logging.\n");
+}
+
+static void print_errors(struct cp_config_errors *errs)
+{
+        for (size_t i = 0; i < errs->n; i++)
+                fprintf(stderr, "%s\n", errs->msg[i]);
+}
+
+/* Everything a config brings, built and validated together, so a reload swaps all or nothing. */
+struct bundle {
+        struct cp_config *cfg;
+        struct cp_registry *reg;
+        struct cp_router *router;
+        struct cp_tz *tz;
+};
+
+static void bundle_free(struct bundle *b)
+{
+        cp_router_free(b->router);
+        cp_registry_free(b->reg);
+        cp_tz_free(b->tz);
+        cp_config_free(b->cfg);
+        memset(b, 0, sizeof(*b));
+}
+
+static int bundle_load(const char *path, struct bundle *b, struct cp_config_errors *errs)
+{
+        int r, bad = 0;
+
+        memset(b, 0, sizeof(*b));
+        r = cp_config_load(path, cp_driver_known, &b->cfg, errs);
+        if (r < 0)
+                return r;
+        if ((r = cp_tz_load(b->cfg->agg_timezone, &b->tz)) < 0) {
+                cp_config_error(errs, path, 0, "agg.timezone: unknown time zone '%s'", b->cfg->agg_timezone);
+                bad++;
+        }
+        if (cp_registry_load(b->cfg, &b->reg, errs) < 0)
+                bad++;
+        if (cp_router_build(b->cfg, &b->router, errs) < 0)
+                bad++;
+        if (bad) {
+                bundle_free(b);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* --- loop callbacks --- */
+
+static void rotate_journal(struct cp_daemon *d)
+{
+        char *path = NULL;
+
+        if (cp_journal_rotate(&d->journal, &path) < 0) {
+                cp_log(CP_LOG_ERR, "journal", "cannot rotate segment err=ENOMEM");
+                return;
+        }
+        if (path)
+                cp_storeq_submit_take(&d->storeq, path);
+}
+
+static void on_rotate(uv_timer_t *t)
+{
+        rotate_journal(t->data);
+}
+
+static void on_reject(struct cp_ingest *in, const struct cp_jreject *x, void *ud)
+{
+        struct cp_daemon *d = ud;
+        static int64_t window_start;
+        static unsigned in_window;
+        char topic[512], iso[CP_ISO_MAX];
+        json_t *j;
+        char *body;
+        int64_t now = x->rx_ms;
+
+        (void)in;
+        /* Republishing rejects must never slow ingest down: a storm is cut to a few a second (all of
+         * them are in the rejects table and counted). */
+        if (now - window_start >= 1000) {
+                window_start = now;
+                in_window = 0;
+        }
+        if (++in_window > REJECT_PUB_PER_S || d->mqtt.state != CP_MQTT_CONNECTED)
+                return;
+        snprintf(topic, sizeof(topic), "%s/rejects/%s", d->cfg->publish_prefix, x->driver);
+        j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s%}", "received_at", cp_time_iso(iso, sizeof(iso), x->rx_ms, d->tz),
+                      "topic", x->topic, "driver", x->driver, "reason", x->reason, "detail", x->text, "payload",
+                      (const char *)x->payload, x->payload_len);
+        if (!j) {
+                /* Not UTF-8: jansson refuses it as a string; say so instead of sending the bytes. */
+                j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:n}", "received_at", iso, "topic", x->topic, "driver",
+                              x->driver, "reason", x->reason, "detail", x->text, "payload");
+        }
+        body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        if (body)
+                (void)cp_mqtt_in_publish(&d->mqtt, topic, body, strlen(body), false);
+        free(body);
+}
+
+static void on_mqtt_message(struct cp_mqtt_in *m, const struct mosquitto_message *msg, void *ud)
+{
+        struct cp_daemon *d = ud;
+
+        (void)m;
+        cp_ingest_message(&d->ingest, msg->topic, msg->payload, (size_t)msg->payloadlen, cp_now_ms());
+        if (d->journal.bytes >= ROTATE_BYTES)
+                rotate_journal(d);
+}
+
+static void on_mqtt_state(struct cp_mqtt_in *m, void *ud)
+{
+        (void)m;
+        (void)ud;
+}
+
+static void close_if_active(uv_handle_t *h)
+{
+        if (h->loop && !uv_is_closing(h))
+                uv_close(h, NULL);
+}
+
+static void on_store_stopped(struct cp_storeq *q)
+{
+        struct cp_daemon *d = cp_container_of(q, struct cp_daemon, storeq);
+        char *path = NULL;
+
+        (void)path;
+        cp_log(CP_LOG_NOTICE, "main", "store closed readings_stored=%" PRIu64 " segments=%" PRIu64,
+               atomic_load(&q->readings_stored), atomic_load(&q->segments_done));
+        close_if_active((uv_handle_t *)&d->rotate_timer);
+}
+
+static void on_mqtt_closed(struct cp_mqtt_in *m, void *ud)
+{
+        struct cp_daemon *d = ud;
+
+        (void)m;
+        /* Nothing can append to the journal any more: hand over the last segment and let the store
+         * thread finish. */
+        uv_timer_stop(&d->rotate_timer);
+        rotate_journal(d);
+        cp_journal_close(&d->journal);
+        cp_storeq_stop(&d->storeq);
+}
+
+static void on_http_closed(struct cp_http *h)
+{
+        struct cp_daemon *d = cp_container_of(h, struct cp_daemon, http);
+
+        cp_api_cache_drop(d);
+}
+
+static void begin_shutdown(struct cp_daemon *d, const char *why)
+{
+        if (d->stopping)
+                return;
+        d->stopping = true;
+        cp_sd_notify("STOPPING=1");
+        cp_log(CP_LOG_NOTICE, "main", "stopping signal=%s", why);
+        close_if_active((uv_handle_t *)&d->sig_term);
+        close_if_active((uv_handle_t *)&d->sig_int);
+        close_if_active((uv_handle_t *)&d->sig_hup);
+        close_if_active((uv_handle_t *)&d->sig_usr1);
+        close_if_active((uv_handle_t *)&d->stats_timer);
+        close_if_active((uv_handle_t *)&d->watchdog_timer);
+        cp_http_stop(&d->http);
+        cp_mqtt_in_stop(&d->mqtt);
+}
+
+static void reload(struct cp_daemon *d)
+{
+        struct cp_config_errors errs = {0};
+        struct bundle b;
+        char keys[512];
+        struct cp_registry *old_reg;
+
+        cp_sd_notify("RELOADING=1");
+        cp_log(CP_LOG_NOTICE, "main", "reloading file=%s", d->config_path);
+        if (bundle_load(d->config_path, &b, &errs) < 0) {
+                d->reload_failures++;
+                for (size_t i = 0; i < errs.n; i++)
+                        cp_log(CP_LOG_ERR, "config", "reload refused, keeping the running configuration: %s", errs.msg[i]);
+                cp_config_errors_done(&errs);
+                cp_sd_notify("READY=1");
+                return;
+        }
+        if (cp_config_restart_keys(d->cfg, b.cfg, keys, sizeof(keys)))
+                cp_log(CP_LOG_WARNING, "config", "changed keys need a restart, keeping their running values keys=%s", keys);
+        cp_config_keep_restart_keys(d->cfg, b.cfg);
+        if (cp_live_link(&d->live, b.reg) < 0) {
+                d->reload_failures++;
+                cp_log(CP_LOG_ERR, "config", "reload failed: out of memory linking the registry");
+                (void)cp_live_link(&d->live, d->reg);
+                bundle_free(&b);
+                cp_sd_notify("READY=1");
+                return;
+        }
+        old_reg = d->reg;
+        d->reg = b.reg;
+        cp_registry_free(old_reg);
+        cp_router_free(d->router);
+        d->router = b.router;
+        d->ingest.router = b.router;
+        cp_tz_free(b.tz); /* agg.timezone needs a restart: the running zone stays */
+        cp_config_free(d->cfg);
+        d->cfg = b.cfg;
+        d->live.stale_after_ms = d->cfg->live_stale_after_ms;
+        d->live.full_threshold = d->cfg->live_full_threshold;
+        d->live.max_unregistered = (size_t)d->cfg->registry_max_unregistered;
+        cp_ingest_configure(&d->ingest, d->cfg);
+        cp_mqtt_in_set_routes(&d->mqtt, d->cfg);
+        cp_log_threshold = (int)d->cfg->log_level;
+        d->reg_gen++;
+        d->reloads++;
+        cp_log(CP_LOG_NOTICE, "main", "reloaded facilities=%zu sensors=%zu routes=%zu", d->reg->n_facilities,
+               d->reg->n_sensors, d->cfg->n_routes);
+        cp_sd_notify("READY=1");
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+        struct cp_daemon *d = s->data;
+
+        switch (signum) {
+        case SIGTERM:
+                begin_shutdown(d, "SIGTERM");
+                break;
+        case SIGINT:
+                begin_shutdown(d, "SIGINT");
+                break;
+        case SIGHUP:
+                reload(d);
+                break;
+        case SIGUSR1:
+                cp_log_threshold = cp_log_threshold == CP_LOG_DEBUG ? (int)d->cfg->log_level : CP_LOG_DEBUG;
+                cp_log(CP_LOG_NOTICE, "main", "log level changed level=%s", cp_log_level_name(cp_log_threshold));
+                break;
+        default:
+                break;
+        }
+}
+
+static void on_stats(uv_timer_t *t)
+{
+        struct cp_daemon *d = t->data;
+        const struct cp_ingest *in = &d->ingest;
+        char status[256];
+        uint64_t dm = in->messages - d->last_summary_messages;
+
+        d->last_summary_messages = in->messages;
+        cp_log(CP_LOG_INFO, "stats",
+               "summary messages=%" PRIu64 " per_s=%.1f readings=%" PRIu64 " stored=%" PRIu64 " rejects=%" PRIu64
+               " no_route=%" PRIu64 " journal_errors=%" PRIu64 " store_queue=%" PRId64 " mqtt=%s unregistered=%zu",
+               in->messages, (double)dm / 60.0, in->readings, atomic_load(&d->storeq.readings_stored), in->rejects,
+               in->no_route, in->journal_errors, atomic_load(&d->storeq.queue_depth),
+               cp_mqtt_state_name(d->mqtt.state), d->live.n_unregistered);
+        snprintf(status, sizeof(status), "STATUS=mqtt %s, %" PRIu64 " messages (%.0f/s), %" PRIu64 " stored, %" PRIu64 " rejected",
+                 cp_mqtt_state_name(d->mqtt.state), in->messages, (double)dm / 60.0,
+                 atomic_load(&d->storeq.readings_stored), in->rejects);
+        cp_sd_notify(status);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+        (void)t;
+        cp_sd_notify("WATCHDOG=1");
+}
+
+/* --- start-up --- */
+
+static int restore_reading(void *ud, const struct cp_reading *r)
+{
+        struct cp_daemon *d = ud;
+
+        (void)cp_live_apply(&d->live, r);
+        return 0;
+}
+
+static int mkdir_p(const char *dir)
+{
+        char tmp[4096];
+        size_t n = strlen(dir);
+
+        if (n == 0 || n >= sizeof(tmp))
+                return -ENAMETOOLONG;
+        memcpy(tmp, dir, n + 1);
+        for (char *p = tmp + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = '\0';
+                if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+/* Imports the segments left by an earlier run, then rebuilds live state from the store. */
+static int open_store(struct cp_daemon *d, struct cp_store **ret, char ***ret_left, size_t *ret_n_left)
+{
+        char path[4096], jdir[4096], err[512] = "";
+        char **segs = NULL;
+        size_t n = 0;
+        struct cp_store *st;
+        int r;
+
+        snprintf(path, sizeof(path), "%s/citypulse.db", d->cfg->data_dir);
+        snprintf(jdir, sizeof(jdir), "%s/journal", d->cfg->data_dir);
+        if ((r = mkdir_p(d->cfg->data_dir)) < 0) {
+                cp_log(CP_LOG_ERR, "main", "cannot create data_dir path=%s err=%s", d->cfg->data_dir, cp_err_name(r));
+                return r;
+        }
+        if ((r = cp_store_open(path, &st, err, sizeof(err))) < 0) {
+                cp_log(CP_LOG_ERR, "store", "cannot open database path=%s err=%s reason='%s'", path, cp_err_name(r), err);
+                return r;
+        }
+        if ((r = cp_journal_list(jdir, &segs, &n)) < 0) {
+                cp_log(CP_LOG_ERR, "journal", "cannot list journal path=%s err=%s", jdir, cp_err_name(r));
+                cp_store_close(st);
+                return r;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct cp_import_result res;
+                r = cp_store_import(st, segs[i], &res, err, sizeof(err));
+                if (r < 0) {
+                        /* Keep them: the store thread retries them first, before any new segment. */
+                        cp_log(CP_LOG_ERR, "journal", "cannot import a left-over segment yet, will retry path=%s err=%s reason='%s'",
+                               segs[i], cp_err_name(r), err);
+                        memmove(segs, segs + i, (n - i) * sizeof(*segs));
+                        *ret_left = segs;
+                        *ret_n_left = n - i;
+                        segs = NULL;
+                        break;
+                }
+                cp_log(CP_LOG_NOTICE, "journal", "recovered left-over segment path=%s records=%" PRIu64 " new=%" PRIu64 " duplicate=%" PRIu64 "%s",
+                       segs[i], res.records, res.readings_new, res.readings_dup, res.torn ? " torn=1" : "");
+                (void)unlink(segs[i]);
+                free(segs[i]);
+        }
+        free(segs);
+        if ((r = cp_store_load_latest(st, restore_reading, d)) < 0) {
+                cp_log(CP_LOG_ERR, "store", "cannot load latest values err=%s", cp_err_name(r));
+                cp_store_close(st);
+                return r;
+        }
+        if ((r = cp_journal_open(&d->journal, jdir)) < 0) {
+                cp_log(CP_LOG_ERR, "journal", "cannot open journal path=%s err=%s", jdir, cp_err_name(r));
+                cp_store_close(st);
+                return r;
+        }
+        *ret = st;
+        return 0;
+}
+
+static void signal_start(struct cp_daemon *d, uv_signal_t *s, int signum)
+{
+        uv_signal_init(&d->loop, s);
+        s->data = d;
+        uv_signal_start(s, on_signal, signum);
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+        (void)arg;
+        if (!uv_is_closing(h)) {
+                cp_log(CP_LOG_ERR, "main", "handle left open at exit type=%s", uv_handle_type_name(uv_handle_get_type(h)));
+                uv_close(h, NULL);
+        }
+}
+
+static int run(struct cp_daemon *d, struct bundle *b)
+{
+        struct cp_store *st = NULL;
+        char err[512] = "";
+        char **left = NULL;
+        size_t n_left = 0;
+        uint64_t wd;
+        int r;
+
+        d->cfg = b->cfg;
+        d->reg = b->reg;
+        d->router = b->router;
+        d->tz = b->tz;
+        d->started_ms = cp_now_ms();
+        cp_log_threshold = (int)d->cfg->log_level;
+        cp_live_init(&d->live, (size_t)d->cfg->registry_max_unregistered, d->cfg->live_stale_after_ms,
+                     d->cfg->live_full_threshold);
+        if ((r = cp_live_link(&d->live, d->reg)) < 0)
+                return r;
+        if ((r = uv_loop_init(&d->loop)) < 0)
+                return r;
+        d->loop_inited = true;
+        d->storeq.on_stopped = on_store_stopped;
+        if ((r = open_store(d, &st, &left, &n_left)) < 0)
+                return r;
+        if ((r = cp_storeq_start(&d->storeq, &d->loop, st, d->cfg->store_retention_readings_ms,
+                                 d->cfg->store_retention_rejects_ms)) < 0) {
+                cp_log(CP_LOG_ERR, "store", "cannot start the store thread err=%s", uv_err_name(r));
+                cp_store_close(st);
+                return r;
+        }
+        for (size_t i = 0; i < n_left; i++)
+                cp_storeq_submit_take(&d->storeq, left[i]);
+        free(left);
+        cp_ingest_init(&d->ingest, d->router, &d->journal, &d->live, d->cfg);
+        d->ingest.on_reject = on_reject;
+        d->ingest.ud = d;
+        if ((r = cp_http_start(&d->http, &d->loop, d->cfg, cp_api_handle, cp_api_done, d, err, sizeof(err))) < 0) {
+                cp_log(CP_LOG_ERR, "http", "cannot start: %s", err);
+                goto fail_stop;
+        }
+        d->http.on_closed = on_http_closed;
+        d->mqtt.on_message = on_mqtt_message;
+        if ((r = cp_mqtt_in_start(&d->mqtt, &d->loop, d->cfg, err, sizeof(err))) < 0) {
+                cp_log(CP_LOG_ERR, "mqtt", "cannot start: %s", err);
+                goto fail_stop;
+        }
+        d->mqtt.on_message = on_mqtt_message;
+        d->mqtt.on_state = on_mqtt_state;
+        d->mqtt.on_closed = on_mqtt_closed;
+        d->mqtt.ud = d;
+        signal_start(d, &d->sig_term, SIGTERM);
+        signal_start(d, &d->sig_int, SIGINT);
+        signal_start(d, &d->sig_hup, SIGHUP);
+        signal_start(d, &d->sig_usr1, SIGUSR1);
+        uv_timer_init(&d->loop, &d->rotate_timer);
+        d->rotate_timer.data = d;
+        uv_timer_start(&d->rotate_timer, on_rotate, ROTATE_MS, ROTATE_MS);
+        uv_timer_init(&d->loop, &d->stats_timer);
+        d->stats_timer.data = d;
+        uv_timer_start(&d->stats_timer, on_stats, 60000, 60000);
+        uv_timer_init(&d->loop, &d->watchdog_timer);
+        d->watchdog_timer.data = d;
+        if ((wd = cp_sd_watchdog_usec()) > 0)
+                uv_timer_start(&d->watchdog_timer, on_watchdog, wd / 2000, wd / 2000);
+        cp_log(CP_LOG_NOTICE, "main", "started version=" CP_VERSION " config=%s facilities=%zu sensors=%zu routes=%zu http=%s broker=%s:%lld",
+               d->config_path, d->reg->n_facilities, d->reg->n_sensors, d->cfg->n_routes, d->cfg->http_listen[0],
+               d->cfg->mqtt_host, (long long)d->cfg->mqtt_port);
+        cp_sd_notify("READY=1\nSTATUS=running");
+        uv_run(&d->loop, UV_RUN_DEFAULT);
+        return 0;
+
+fail_stop:
+        /* Start-up failed after the store thread started: stop it cleanly so nothing is lost. */
+        d->stopping = true;
+        cp_http_stop(&d->http);
+        if (d->mqtt.mosq && !d->mqtt.pending_closes) {
+                mosquitto_destroy(d->mqtt.mosq);
+                d->mqtt.mosq = NULL;
+        }
+        cp_journal_close(&d->journal);
+        cp_storeq_stop(&d->storeq);
+        uv_run(&d->loop, UV_RUN_DEFAULT);
+        return r;
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'C'},
+                {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+                {"log", required_argument, NULL, 'L'},    {NULL, 0, NULL, 0},
+        };
+        const char *config = DEFAULT_CONFIG;
+        enum cp_log_sink sink = CP_LOG_SINK_AUTO;
+        struct cp_config_errors errs = {0};
+        struct cp_daemon *d;
+        struct bundle b;
+        bool check = false;
+        int c, r, rc;
+
+        while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        config = optarg;
+                        break;
+                case 'C':
+                        check = true;
+                        break;
+                case 'V':
+                        printf("citypulsed " CP_VERSION "\n");
+                        return 0;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                case 'L':
+                        if (strcmp(optarg, "journal") == 0)
+                                sink = CP_LOG_SINK_JOURNAL;
+                        else if (strcmp(optarg, "plain") == 0)
+                                sink = CP_LOG_SINK_PLAIN;
+                        else if (strcmp(optarg, "auto") != 0) {
+                                fprintf(stderr, "citypulsed: --log: expected auto, journal or plain, got '%s'\n", optarg);
+                                return 2;
+                        }
+                        break;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "citypulsed: unexpected argument '%s'\n", argv[optind]);
+                usage(stderr);
+                return 2;
+        }
+        cp_log_init(sink, CP_LOG_INFO);
+        signal(SIGPIPE, SIG_IGN);
+        srandom((unsigned)(time(NULL) ^ getpid()));
+        mosquitto_lib_init();
+        r = bundle_load(config, &b, &errs);
+        if (r < 0) {
+                print_errors(&errs);
+                if (!check)
+                        fprintf(stderr, "citypulsed: invalid configuration, not starting\n");
+                cp_config_errors_done(&errs);
+                mosquitto_lib_cleanup();
+                return 1;
+        }
+        if (check) {
+                printf("%s: configuration valid: %zu routes, %zu facilities, %zu sensors\n", config, b.cfg->n_routes,
+                       b.reg->n_facilities, b.reg->n_sensors);
+                bundle_free(&b);
+                mosquitto_lib_cleanup();
+                return 0;
+        }
+        d = calloc(1, sizeof(*d));
+        if (!d) {
+                bundle_free(&b);
+                return 1;
+        }
+        d->config_path = config;
+        r = run(d, &b);
+        rc = r < 0 ? 1 : 0;
+        if (d->loop_inited) {
+                int lc = uv_loop_close(&d->loop);
+                if (lc == UV_EBUSY) {
+                        uv_walk(&d->loop, walk_close, NULL);
+                        uv_run(&d->loop, UV_RUN_DEFAULT);
+                        lc = uv_loop_close(&d->loop);
+                        rc = 1;
+                }
+                if (lc < 0 && r >= 0)
+                        rc = 1;
+        }
+        if (r >= 0)
+                cp_log(CP_LOG_NOTICE, "main", "stopped exit=%d", rc);
+        cp_live_done(&d->live);
+        bundle_free(&(struct bundle){.cfg = d->cfg, .reg = d->reg, .router = d->router, .tz = d->tz});
+        free(d);
+        mosquitto_lib_cleanup();
+        return rc;
+}

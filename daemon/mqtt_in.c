@@ -1,0 +1,602 @@
+/* mqtt_in.c - see mqtt_in.h. */
+#include "mqtt_in.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "citypulse/cp_common.h"
+#include "log.h"
+
+#define READ_BURST     1024 /* packets per readable event before yielding to other handles */
+#define BACKOFF_MIN_MS 250
+
+struct poll_ctx {
+        uv_poll_t h;
+        struct cp_mqtt_in *m;
+};
+
+static struct poll_ctx *pollctx(struct cp_mqtt_in *m);
+static void update_poll(struct cp_mqtt_in *m);
+static void schedule_reconnect(struct cp_mqtt_in *m);
+static void maybe_closed(struct cp_mqtt_in *m);
+static void on_drain(uv_timer_t *t);
+
+const char *cp_mqtt_state_name(enum cp_mqtt_state s)
+{
+        switch (s) {
+        case CP_MQTT_CONNECTING:
+                return "connecting";
+        case CP_MQTT_CONNECTED:
+                return "connected";
+        case CP_MQTT_STOPPED:
+                return "stopped";
+        case CP_MQTT_DISCONNECTED:
+                break;
+        }
+        return "disconnected";
+}
+
+static void set_state(struct cp_mqtt_in *m, enum cp_mqtt_state s)
+{
+        if (m->state == s)
+                return;
+        m->state = s;
+        if (m->on_state)
+                m->on_state(m, m->ud);
+}
+
+/* The poll handle lives in its own allocation: closing it is asynchronous, and a new socket may need a
+ * new handle before the old one's close callback ran. */
+static struct poll_ctx *pollctx(struct cp_mqtt_in *m)
+{
+        return m->poll.data;
+}
+
+static void on_poll_closed(uv_handle_t *h)
+{
+        struct poll_ctx *pc = h->data;
+        struct cp_mqtt_in *m = pc->m;
+
+        free(pc);
+        m->pending_closes--;
+        maybe_closed(m);
+}
+
+static void drop_poll(struct cp_mqtt_in *m)
+{
+        struct poll_ctx *pc = pollctx(m);
+
+        if (!pc)
+                return;
+        uv_poll_stop(&pc->h);
+        uv_close((uv_handle_t *)&pc->h, on_poll_closed);
+        m->poll.data = NULL;
+        m->poll_fd = -1;
+        m->poll_events = 0;
+}
+
+static void connection_lost(struct cp_mqtt_in *m)
+{
+        drop_poll(m);
+        if (m->stopping)
+                return;
+        set_state(m, CP_MQTT_DISCONNECTED);
+        schedule_reconnect(m);
+}
+
+static void read_burst(struct cp_mqtt_in *m)
+{
+        for (int i = 0; i < READ_BURST; i++) {
+                int rc;
+
+                errno = 0;
+                rc = mosquitto_loop_read(m->mosq, 1);
+                if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(m->mosq) < 0) {
+                        m->last_err = rc;
+                        if (mosquitto_socket(m->mosq) >= 0)
+                                (void)mosquitto_disconnect(m->mosq);
+                        connection_lost(m);
+                        return;
+                }
+                /* mosquitto_loop_read() handles one packet a call and reports "no more data" as success
+                 * with errno EAGAIN: read until then. */
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                        return;
+                if (m->stopping)
+                        return;
+        }
+        /* More may be waiting, possibly inside TLS buffers that poll cannot see: come back soon. */
+        uv_timer_start(&m->drain_timer, on_drain, 0, 0);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+        struct poll_ctx *pc = h->data;
+        struct cp_mqtt_in *m = pc->m;
+
+        if (status < 0) {
+                cp_log(CP_LOG_DEBUG, "mqtt", "socket error err=%s", uv_err_name(status));
+                events = UV_READABLE | UV_WRITABLE; /* let libmosquitto find the error */
+        }
+        if ((events & UV_WRITABLE) && mosquitto_socket(m->mosq) >= 0) {
+                int rc = mosquitto_loop_write(m->mosq, 1);
+                if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(m->mosq) < 0) {
+                        m->last_err = rc;
+                        connection_lost(m);
+                        return;
+                }
+        }
+        if ((events & UV_READABLE) && !m->stopping && m->poll.data == pc)
+                read_burst(m);
+        if (m->poll.data)
+                update_poll(m);
+}
+
+static void on_drain(uv_timer_t *t)
+{
+        struct cp_mqtt_in *m = cp_container_of(t, struct cp_mqtt_in, drain_timer);
+
+        if (m->poll.data && !m->stopping) {
+                read_burst(m);
+                if (m->poll.data)
+                        update_poll(m);
+        }
+}
+
+/* Watches the current socket: readable always (unless stopping), writable only while libmosquitto has
+ * something queued, so an idle connection costs no wake-ups. */
+static void update_poll(struct cp_mqtt_in *m)
+{
+        int fd = mosquitto_socket(m->mosq);
+        int events;
+        struct poll_ctx *pc = pollctx(m);
+
+        if (fd < 0) {
+                drop_poll(m);
+                return;
+        }
+        if (pc && fd != m->poll_fd)
+                drop_poll(m);
+        if (!m->poll.data) {
+                pc = calloc(1, sizeof(*pc));
+                if (!pc) {
+                        cp_log(CP_LOG_ERR, "mqtt", "out of memory for the poll handle");
+                        return;
+                }
+                pc->m = m;
+                pc->h.data = pc;
+                if (uv_poll_init_socket(m->loop, &pc->h, fd) < 0) {
+                        free(pc);
+                        cp_log(CP_LOG_ERR, "mqtt", "cannot watch the broker socket fd=%d", fd);
+                        return;
+                }
+                m->pending_closes++;
+                m->poll.data = pc;
+                m->poll_fd = fd;
+                m->poll_events = 0;
+        }
+        events = (m->stopping ? 0 : UV_READABLE) | (mosquitto_want_write(m->mosq) ? UV_WRITABLE : 0);
+        if (events != m->poll_events) {
+                if (events)
+                        uv_poll_start(&pc->h, events, on_poll);
+                else
+                        uv_poll_stop(&pc->h);
+                m->poll_events = events;
+        }
+}
+
+static void on_misc(uv_timer_t *t)
+{
+        struct cp_mqtt_in *m = cp_container_of(t, struct cp_mqtt_in, misc_timer);
+
+        if (mosquitto_socket(m->mosq) < 0)
+                return;
+        (void)mosquitto_loop_misc(m->mosq);
+        if (mosquitto_socket(m->mosq) < 0) {
+                /* Keepalive expired: libmosquitto closed the socket. */
+                connection_lost(m);
+                return;
+        }
+        update_poll(m);
+}
+
+static int64_t jitter(int64_t ms)
+{
+        /* "Equal jitter": half fixed, half random, so a fleet of daemons does not reconnect in step. */
+        return ms / 2 + (int64_t)((double)(ms / 2) * ((double)random() / (double)RAND_MAX));
+}
+
+static void try_connect(struct cp_mqtt_in *m)
+{
+        int rc;
+
+        set_state(m, CP_MQTT_CONNECTING);
+        if (!m->ever_connected && m->connects == 0)
+                rc = mosquitto_connect_async(m->mosq, m->host, m->port, m->keepalive_s);
+        else
+                rc = mosquitto_reconnect_async(m->mosq);
+        m->connects++;
+        if (rc != MOSQ_ERR_SUCCESS) {
+                m->last_err = rc;
+                cp_log(CP_LOG_DEBUG, "mqtt", "connect attempt failed host=%s port=%d err='%s'", m->host, m->port,
+                       rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+                connection_lost(m);
+                return;
+        }
+        update_poll(m);
+}
+
+static void on_reconnect_timer(uv_timer_t *t)
+{
+        struct cp_mqtt_in *m = cp_container_of(t, struct cp_mqtt_in, reconnect_timer);
+
+        if (!m->stopping)
+                try_connect(m);
+}
+
+static void schedule_reconnect(struct cp_mqtt_in *m)
+{
+        int64_t d;
+
+        m->backoff_ms = m->backoff_ms ? CP_MIN(m->backoff_ms * 2, m->reconnect_max_ms) : BACKOFF_MIN_MS;
+        d = jitter(m->backoff_ms);
+        cp_log(CP_LOG_DEBUG, "mqtt", "reconnecting later delay_ms=%lld", (long long)d);
+        uv_timer_start(&m->reconnect_timer, on_reconnect_timer, (uint64_t)d, 0);
+}
+
+static char *sub_filter(const struct cp_mqtt_in *m, const char *filter)
+{
+        char *s;
+
+        if (!m->shared_group)
+                return strdup(filter);
+        if (asprintf(&s, "$share/%s/%s", m->shared_group, filter) < 0)
+                return NULL;
+        return s;
+}
+
+static bool in_list(char **v, size_t n, const char *s)
+{
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(v[i], s) == 0)
+                        return true;
+        return false;
+}
+
+static void free_list(char ***v, size_t *n)
+{
+        for (size_t i = 0; i < *n; i++)
+                free((*v)[i]);
+        free(*v);
+        *v = NULL;
+        *n = 0;
+}
+
+/* Makes the broker's subscriptions match m->want: subscribe what is missing, unsubscribe the rest. */
+static void sync_subscriptions(struct cp_mqtt_in *m)
+{
+        char **keep = NULL;
+        size_t n_keep = 0;
+
+        if (m->state != CP_MQTT_CONNECTED)
+                return;
+        for (size_t i = 0; i < m->n_subscribed; i++) {
+                if (in_list(m->want, m->n_want, m->subscribed[i]))
+                        continue;
+                int rc = mosquitto_unsubscribe(m->mosq, NULL, m->subscribed[i]);
+                cp_log(rc == MOSQ_ERR_SUCCESS ? CP_LOG_NOTICE : CP_LOG_WARNING, "mqtt",
+                       "unsubscribing filter='%s' err='%s'", m->subscribed[i], mosquitto_strerror(rc));
+        }
+        keep = calloc(m->n_want ? m->n_want : 1, sizeof(*keep));
+        if (!keep)
+                return;
+        for (size_t i = 0; i < m->n_want; i++) {
+                if (!in_list(m->subscribed, m->n_subscribed, m->want[i])) {
+                        int rc = mosquitto_subscribe(m->mosq, NULL, m->want[i], m->qos);
+                        if (rc != MOSQ_ERR_SUCCESS) {
+                                cp_log(CP_LOG_ERR, "mqtt", "subscribe failed filter='%s' err='%s'", m->want[i],
+                                       mosquitto_strerror(rc));
+                                continue;
+                        }
+                        cp_log(CP_LOG_INFO, "mqtt", "subscribing filter='%s' qos=%d", m->want[i], m->qos);
+                }
+                keep[n_keep] = strdup(m->want[i]);
+                if (keep[n_keep])
+                        n_keep++;
+        }
+        free_list(&m->subscribed, &m->n_subscribed);
+        m->subscribed = keep;
+        m->n_subscribed = n_keep;
+        update_poll(m);
+}
+
+static int64_t now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags)
+{
+        struct cp_mqtt_in *m = ud;
+        bool session_present = flags & 1;
+
+        (void)mosq;
+        if (rc != 0) {
+                m->last_err = MOSQ_ERR_CONN_REFUSED;
+                cp_log(CP_LOG_ERR, "mqtt", "broker refused the connection host=%s port=%d err='%s'", m->host, m->port,
+                       mosquitto_connack_string(rc));
+                return; /* libmosquitto closes the socket; on_poll sees it and schedules a retry */
+        }
+        m->backoff_ms = 0;
+        m->connected_since_ms = now_ms();
+        if (m->ever_connected)
+                m->reconnects++;
+        if (!session_present) {
+                if (m->ever_connected)
+                        cp_log(CP_LOG_WARNING, "mqtt",
+                               "persistent session lost, messages published while disconnected may be missing host=%s port=%d",
+                               m->host, m->port);
+                /* The broker has no subscriptions for us: make them all again. */
+                free_list(&m->subscribed, &m->n_subscribed);
+        }
+        cp_log(CP_LOG_NOTICE, "mqtt", "connected host=%s port=%d session_present=%d", m->host, m->port,
+               session_present);
+        m->ever_connected = true;
+        set_state(m, CP_MQTT_CONNECTED);
+        (void)mosquitto_publish(m->mosq, NULL, m->status_topic, 6, "online", 1, true);
+        sync_subscriptions(m);
+}
+
+static void on_disconnect(struct mosquitto *mosq, void *ud, int rc)
+{
+        struct cp_mqtt_in *m = ud;
+
+        (void)mosq;
+        if (m->state == CP_MQTT_CONNECTED) {
+                m->disconnects++;
+                if (!m->stopping)
+                        cp_log(CP_LOG_WARNING, "mqtt", "broker connection lost, reconnecting host=%s port=%d err='%s'",
+                               m->host, m->port, mosquitto_strerror(rc));
+        }
+        if (m->state != CP_MQTT_STOPPED)
+                set_state(m, CP_MQTT_DISCONNECTED);
+}
+
+static void on_subscribe(struct mosquitto *mosq, void *ud, int mid, int n, const int *granted)
+{
+        struct cp_mqtt_in *m = ud;
+
+        (void)mosq;
+        (void)mid;
+        for (int i = 0; i < n; i++)
+                if (granted[i] == 0x80)
+                        cp_log(CP_LOG_ERR, "mqtt", "broker refused a subscription (check its ACL) host=%s", m->host);
+}
+
+static void on_message(struct mosquitto *mosq, void *ud, const struct mosquitto_message *msg)
+{
+        struct cp_mqtt_in *m = ud;
+
+        (void)mosq;
+        m->messages++;
+        if (m->on_message)
+                m->on_message(m, msg, m->ud);
+}
+
+static int want_from_config(struct cp_mqtt_in *m, const struct cp_config *c, char ***ret, size_t *ret_n)
+{
+        char **v = calloc(c->n_routes ? c->n_routes : 1, sizeof(*v));
+        size_t n = 0;
+
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_routes; i++) {
+                char *f = sub_filter(m, c->routes[i].filter);
+                if (!f) {
+                        free_list(&v, &n);
+                        return -ENOMEM;
+                }
+                if (in_list(v, n, f))
+                        free(f);
+                else
+                        v[n++] = f;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+/* Reads the password file: the first line, without its newline. */
+static int read_secret(const char *path, char *buf, size_t len, char *err, size_t errlen)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n;
+
+        if (fd < 0) {
+                snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+                return -errno;
+        }
+        n = read(fd, buf, len - 1);
+        close(fd);
+        if (n < 0) {
+                snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+                return -EIO;
+        }
+        buf[n] = '\0';
+        buf[strcspn(buf, "\r\n")] = '\0';
+        return 0;
+}
+
+static int check_readable(const char *what, const char *path, char *err, size_t errlen)
+{
+        if (path && access(path, R_OK) < 0) {
+                snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+                return -errno;
+        }
+        return 0;
+}
+
+int cp_mqtt_in_start(struct cp_mqtt_in *m, uv_loop_t *loop, const struct cp_config *c, char *err, size_t errlen)
+{
+        int rc, r;
+
+        memset(m, 0, sizeof(*m));
+        m->loop = loop;
+        m->poll_fd = -1;
+        m->host = strdup(c->mqtt_host);
+        m->port = (int)c->mqtt_port;
+        m->keepalive_s = (int)(c->mqtt_keepalive_ms / 1000);
+        m->qos = (int)c->mqtt_qos;
+        m->reconnect_max_ms = c->mqtt_reconnect_max_ms;
+        m->shared_group = c->mqtt_shared_group ? strdup(c->mqtt_shared_group) : NULL;
+        if (asprintf(&m->status_topic, "%s/status", c->publish_prefix) < 0)
+                m->status_topic = NULL;
+        if (!m->host || !m->status_topic || (c->mqtt_shared_group && !m->shared_group))
+                return -ENOMEM;
+        if ((r = want_from_config(m, c, &m->want, &m->n_want)) < 0)
+                return r;
+        m->mosq = mosquitto_new(c->mqtt_client_id, c->mqtt_clean_session, m);
+        if (!m->mosq) {
+                snprintf(err, errlen, "mosquitto_new failed: %s", strerror(errno));
+                return -ENOMEM;
+        }
+        mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+        /* libmosquitto 2.0.11 queues the QoS 1 PUBACK before it calls on_message, and without this
+         * writes it to the socket at once: a crash in between would lose a message the broker then
+         * forgets. Marked "threaded" (no thread is started), it only queues the PUBACK; our loop writes
+         * it when the socket is next writable, after on_message has put the message in the journal. */
+        mosquitto_threaded_set(m->mosq, true);
+        mosquitto_max_inflight_messages_set(m->mosq, 100);
+        mosquitto_connect_with_flags_callback_set(m->mosq, on_connect);
+        mosquitto_disconnect_callback_set(m->mosq, on_disconnect);
+        mosquitto_message_callback_set(m->mosq, on_message);
+        mosquitto_subscribe_callback_set(m->mosq, on_subscribe);
+        if (c->mqtt_username) {
+                char pw[1024] = "";
+                if (c->mqtt_password_file && (r = read_secret(c->mqtt_password_file, pw, sizeof(pw), err, errlen)) < 0)
+                        return r;
+                rc = mosquitto_username_pw_set(m->mosq, c->mqtt_username, c->mqtt_password_file ? pw : NULL);
+                explicit_bzero(pw, sizeof(pw));
+                if (rc != MOSQ_ERR_SUCCESS) {
+                        snprintf(err, errlen, "mqtt credentials: %s", mosquitto_strerror(rc));
+                        return -EINVAL;
+                }
+        }
+        if (c->mqtt_tls_cafile) {
+                if ((r = check_readable("mqtt.tls.cafile", c->mqtt_tls_cafile, err, errlen)) < 0 ||
+                    (r = check_readable("mqtt.tls.certfile", c->mqtt_tls_certfile, err, errlen)) < 0 ||
+                    (r = check_readable("mqtt.tls.keyfile", c->mqtt_tls_keyfile, err, errlen)) < 0)
+                        return r;
+                rc = mosquitto_tls_set(m->mosq, c->mqtt_tls_cafile, NULL, c->mqtt_tls_certfile, c->mqtt_tls_keyfile,
+                                       NULL);
+                if (rc != MOSQ_ERR_SUCCESS) {
+                        snprintf(err, errlen, "mqtt TLS setup: %s", mosquitto_strerror(rc));
+                        return -EINVAL;
+                }
+        }
+        rc = mosquitto_will_set(m->mosq, m->status_topic, 7, "offline", 1, true);
+        if (rc != MOSQ_ERR_SUCCESS) {
+                snprintf(err, errlen, "mqtt will: %s", mosquitto_strerror(rc));
+                return -EINVAL;
+        }
+        uv_timer_init(loop, &m->misc_timer);
+        uv_timer_init(loop, &m->reconnect_timer);
+        uv_timer_init(loop, &m->drain_timer);
+        m->pending_closes = 3;
+        uv_timer_start(&m->misc_timer, on_misc, 1000, 1000);
+        try_connect(m);
+        return 0;
+}
+
+int cp_mqtt_in_set_routes(struct cp_mqtt_in *m, const struct cp_config *c)
+{
+        char **v;
+        size_t n;
+        int r;
+
+        if ((r = want_from_config(m, c, &v, &n)) < 0)
+                return r;
+        free_list(&m->want, &m->n_want);
+        m->want = v;
+        m->n_want = n;
+        sync_subscriptions(m);
+        return 0;
+}
+
+int cp_mqtt_in_publish(struct cp_mqtt_in *m, const char *topic, const void *payload, size_t len, bool retain)
+{
+        int rc;
+
+        if (m->state != CP_MQTT_CONNECTED)
+                return MOSQ_ERR_NO_CONN;
+        rc = mosquitto_publish(m->mosq, NULL, topic, (int)len, payload, 1, retain);
+        if (rc == MOSQ_ERR_SUCCESS)
+                update_poll(m);
+        return rc;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+        struct cp_mqtt_in *m = h->data;
+
+        m->pending_closes--;
+        maybe_closed(m);
+}
+
+static void maybe_closed(struct cp_mqtt_in *m)
+{
+        if (!m->stopping || m->pending_closes)
+                return;
+        mosquitto_destroy(m->mosq);
+        m->mosq = NULL;
+        free(m->host);
+        free(m->status_topic);
+        free(m->shared_group);
+        free_list(&m->want, &m->n_want);
+        free_list(&m->subscribed, &m->n_subscribed);
+        if (m->on_closed)
+                m->on_closed(m, m->ud);
+}
+
+/* Sends what libmosquitto has queued, waiting at most until the deadline: used once, at shutdown, so
+ * the "offline" status and the DISCONNECT reach the broker. */
+static void flush_blocking(struct cp_mqtt_in *m, int timeout_ms)
+{
+        for (int waited = 0; waited < timeout_ms && mosquitto_socket(m->mosq) >= 0 && mosquitto_want_write(m->mosq);) {
+                struct pollfd p = {.fd = mosquitto_socket(m->mosq), .events = POLLOUT};
+                if (poll(&p, 1, 10) > 0 && mosquitto_loop_write(m->mosq, 1) != MOSQ_ERR_SUCCESS)
+                        break;
+                waited += 10;
+        }
+}
+
+void cp_mqtt_in_stop(struct cp_mqtt_in *m)
+{
+        if (m->stopping)
+                return;
+        m->stopping = true;
+        uv_timer_stop(&m->reconnect_timer);
+        if (m->state == CP_MQTT_CONNECTED) {
+                (void)mosquitto_publish(m->mosq, NULL, m->status_topic, 7, "offline", 1, true);
+                flush_blocking(m, 1000);
+                (void)mosquitto_disconnect(m->mosq);
+                flush_blocking(m, 1000);
+        }
+        set_state(m, CP_MQTT_STOPPED);
+        drop_poll(m);
+        m->misc_timer.data = m;
+        m->reconnect_timer.data = m;
+        m->drain_timer.data = m;
+        uv_close((uv_handle_t *)&m->misc_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&m->reconnect_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&m->drain_timer, on_timer_closed);
+}

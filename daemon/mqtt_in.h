@@ -1,0 +1,74 @@
+/* mqtt_in.h - the MQTT session, driven by the libuv loop: uv_poll_t on mosquitto_socket() (writable
+ * interest only while mosquitto_want_write()), mosquitto_loop_misc() from a 1 s timer, non-blocking
+ * connects with capped exponential back-off and jitter. MQTT 3.1.1 with clean_session=false: the
+ * broker keeps our subscriptions and queues QoS 1 messages while we are away; mosquitto also serves
+ * $share/<group>/ shared subscriptions to 3.1.1 clients. Loop thread only. */
+#ifndef CP_MQTT_IN_H
+#define CP_MQTT_IN_H
+
+#include <mosquitto.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+
+enum cp_mqtt_state {
+        CP_MQTT_DISCONNECTED,
+        CP_MQTT_CONNECTING,
+        CP_MQTT_CONNECTED,
+        CP_MQTT_STOPPED,
+};
+
+struct cp_mqtt_in;
+typedef void (*cp_mqtt_message_fn)(struct cp_mqtt_in *m, const struct mosquitto_message *msg, void *ud);
+
+struct cp_mqtt_in {
+        uv_loop_t *loop;
+        struct mosquitto *mosq;
+        uv_poll_t poll;
+        int poll_fd; /* -1: no poll handle */
+        int poll_events;
+        bool poll_closing;
+        uv_timer_t misc_timer;
+        uv_timer_t reconnect_timer;
+        uv_timer_t drain_timer;
+        enum cp_mqtt_state state;
+        bool ever_connected;
+        bool stopping;
+        int64_t backoff_ms;
+        char *host;
+        int port;
+        int keepalive_s;
+        int qos;
+        int64_t reconnect_max_ms;
+        char *status_topic;
+        char *shared_group;
+        char **want;   /* filters the config asks for */
+        size_t n_want;
+        char **subscribed; /* filters the broker holds for our session, as far as we know */
+        size_t n_subscribed;
+        uint64_t connects, reconnects, disconnects, messages;
+        int64_t connected_since_ms;
+        int last_err; /* MOSQ_ERR_* of the last failure */
+        cp_mqtt_message_fn on_message;
+        void (*on_state)(struct cp_mqtt_in *m, void *ud);
+        void (*on_closed)(struct cp_mqtt_in *m, void *ud);
+        void *ud;
+        unsigned pending_closes;
+};
+
+/* Sets up the client from the config (credentials, TLS, will) and starts connecting. Errors that a
+ * retry cannot fix (a missing CA file, unreadable password file) are returned with a message. */
+int cp_mqtt_in_start(struct cp_mqtt_in *m, uv_loop_t *loop, const struct cp_config *c, char *err, size_t errlen);
+/* Applies the routes of a new config: subscribes new filters, unsubscribes removed ones. */
+int cp_mqtt_in_set_routes(struct cp_mqtt_in *m, const struct cp_config *c);
+/* Stops reading, publishes the offline status, disconnects, and closes the handles; on_closed runs when
+ * everything is closed. */
+void cp_mqtt_in_stop(struct cp_mqtt_in *m);
+/* Publishes (QoS 1) through the same session; returns a MOSQ_ERR_* code. */
+int cp_mqtt_in_publish(struct cp_mqtt_in *m, const char *topic, const void *payload, size_t len, bool retain);
+
+const char *cp_mqtt_state_name(enum cp_mqtt_state s);
+
+#endif

@@ -1,0 +1,230 @@
+/* storeq.c - see storeq.h. */
+#include "storeq.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "citypulse/cp_common.h"
+#include "citypulse/cp_err.h"
+#include "log.h"
+
+struct cp_storeq_job {
+        struct cp_storeq_job *next;
+        char *path;
+};
+
+static int64_t wall_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_err(struct cp_storeq *q, int err, const char *msg)
+{
+        uv_mutex_lock(&q->mu);
+        snprintf(q->errmsg, sizeof(q->errmsg), "%s", msg);
+        uv_mutex_unlock(&q->mu);
+        atomic_store(&q->last_err, err);
+}
+
+void cp_storeq_errmsg(struct cp_storeq *q, char *buf, size_t len)
+{
+        uv_mutex_lock(&q->mu);
+        snprintf(buf, len, "%s", q->errmsg);
+        uv_mutex_unlock(&q->mu);
+}
+
+/* Imports one segment; returns 0 (done, deleted) or the error. */
+static int import_one(struct cp_storeq *q, const char *path)
+{
+        struct cp_import_result res;
+        char err[256] = "";
+        int r;
+
+        r = cp_store_import(q->store, path, &res, err, sizeof(err));
+        if (r < 0) {
+                if (r == -ENOENT) {
+                        /* Nothing to import: it was imported and deleted before. */
+                        return 0;
+                }
+                atomic_fetch_add(&q->import_errors, 1);
+                atomic_store(&q->writable, false);
+                set_err(q, r, err);
+                return r;
+        }
+        if (res.torn)
+                cp_log(CP_LOG_ERR, "store", "journal segment ends in a damaged record, imported what was whole path=%s records=%llu",
+                       path, (unsigned long long)res.records);
+        if (unlink(path) < 0 && errno != ENOENT)
+                cp_log(CP_LOG_ERR, "store", "cannot delete imported journal segment path=%s err=%s", path,
+                       cp_err_name(errno));
+        atomic_fetch_add(&q->segments_done, 1);
+        atomic_fetch_add(&q->readings_stored, res.readings_new);
+        atomic_fetch_add(&q->readings_dup, res.readings_dup);
+        atomic_fetch_add(&q->rejects_stored, res.rejects);
+        atomic_store(&q->writable, true);
+        if (atomic_exchange(&q->last_err, 0) != 0)
+                set_err(q, 0, "");
+        return 0;
+}
+
+static void maybe_prune(struct cp_storeq *q)
+{
+        int64_t now = wall_ms(), n;
+        char err[256] = "";
+
+        if (now < q->prune_due_ms)
+                return;
+        q->prune_due_ms = now + 3600 * 1000;
+        n = cp_store_prune(q->store, now - q->retention_readings_ms, now - q->retention_rejects_ms, err, sizeof(err));
+        if (n < 0)
+                cp_log(CP_LOG_WARNING, "store", "retention pruning failed, will retry in an hour err=%s reason='%s'",
+                       cp_err_name((int)n), err);
+        else if (n > 0)
+                atomic_fetch_add(&q->pruned, (uint64_t)n);
+}
+
+static void thread_main(void *arg)
+{
+        struct cp_storeq *q = arg;
+        int64_t backoff_ms = 0;
+
+        uv_mutex_lock(&q->mu);
+        for (;;) {
+                struct cp_storeq_job *j;
+                int r;
+
+                while (!q->head && !q->stop) {
+                        uv_mutex_unlock(&q->mu);
+                        maybe_prune(q);
+                        uv_mutex_lock(&q->mu);
+                        if (!q->head && !q->stop)
+                                (void)uv_cond_timedwait(&q->cv, &q->mu, 60ull * 1000000000ull);
+                }
+                if (!q->head)
+                        break; /* stop, and nothing left */
+                j = q->head;
+                uv_mutex_unlock(&q->mu);
+
+                r = import_one(q, j->path);
+                uv_async_send(&q->async);
+
+                uv_mutex_lock(&q->mu);
+                if (r == 0) {
+                        q->head = j->next;
+                        if (!q->head)
+                                q->tail = NULL;
+                        free(j->path);
+                        free(j);
+                        atomic_fetch_sub(&q->queue_depth, 1);
+                        backoff_ms = 0;
+                        continue;
+                }
+                if (q->stop) {
+                        /* Shutting down and the store still fails: the segments stay on disk and are
+                         * imported at the next start. Nothing is lost. */
+                        break;
+                }
+                backoff_ms = backoff_ms ? CP_MIN(backoff_ms * 2, 30000) : 1000;
+                (void)uv_cond_timedwait(&q->cv, &q->mu, (uint64_t)backoff_ms * 1000000ull);
+        }
+        uv_mutex_unlock(&q->mu);
+        uv_async_send(&q->async);
+}
+
+static void on_async_closed(uv_handle_t *h)
+{
+        struct cp_storeq *q = cp_container_of(h, struct cp_storeq, async);
+
+        if (q->on_stopped)
+                q->on_stopped(q);
+}
+
+static void on_async(uv_async_t *a)
+{
+        struct cp_storeq *q = cp_container_of(a, struct cp_storeq, async);
+        bool finished;
+
+        if (q->on_progress)
+                q->on_progress(q);
+        uv_mutex_lock(&q->mu);
+        finished = q->stop && q->running && (!q->head || atomic_load(&q->last_err) != 0);
+        uv_mutex_unlock(&q->mu);
+        if (!finished)
+                return;
+        /* The thread is past its loop or about to be: joining waits at most for its last import. */
+        uv_thread_join(&q->thread);
+        q->running = false;
+        while (q->head) {
+                struct cp_storeq_job *j = q->head;
+                q->head = j->next;
+                free(j->path);
+                free(j);
+        }
+        cp_store_close(q->store);
+        q->store = NULL;
+        uv_close((uv_handle_t *)&q->async, on_async_closed);
+}
+
+int cp_storeq_start(struct cp_storeq *q, uv_loop_t *loop, struct cp_store *store, int64_t retention_readings_ms,
+                    int64_t retention_rejects_ms)
+{
+        int r;
+
+        q->loop = loop;
+        q->store = store;
+        q->retention_readings_ms = retention_readings_ms;
+        q->retention_rejects_ms = retention_rejects_ms;
+        q->prune_due_ms = 0;
+        atomic_store(&q->writable, true);
+        if ((r = uv_mutex_init(&q->mu)) < 0)
+                return r;
+        if ((r = uv_cond_init(&q->cv)) < 0)
+                return r;
+        if ((r = uv_async_init(loop, &q->async, on_async)) < 0)
+                return r;
+        q->running = true;
+        if ((r = uv_thread_create(&q->thread, thread_main, q)) < 0) {
+                q->running = false;
+                return r;
+        }
+        return 0;
+}
+
+void cp_storeq_submit_take(struct cp_storeq *q, char *path)
+{
+        struct cp_storeq_job *j = calloc(1, sizeof(*j));
+
+        if (!j) {
+                /* The segment stays on disk and is imported at the next start. */
+                cp_log(CP_LOG_ERR, "store", "out of memory queueing a journal segment, it will be imported at the next start path=%s",
+                       path);
+                free(path);
+                return;
+        }
+        j->path = path;
+        uv_mutex_lock(&q->mu);
+        if (q->tail)
+                q->tail->next = j;
+        else
+                q->head = j;
+        q->tail = j;
+        atomic_fetch_add(&q->queue_depth, 1);
+        uv_cond_signal(&q->cv);
+        uv_mutex_unlock(&q->mu);
+}
+
+void cp_storeq_stop(struct cp_storeq *q)
+{
+        uv_mutex_lock(&q->mu);
+        q->stop = true;
+        uv_cond_signal(&q->cv);
+        uv_mutex_unlock(&q->mu);
+        uv_async_send(&q->async);
+}
