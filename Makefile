@@ -106,6 +106,15 @@ $(BUILD)/fuzz/fuzz_config: tests/fuzz/fuzz_config.c daemon/config.c daemon/route
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ -ljansson -lmosquitto -lm
 
+# Benchmarks: optimised build (no sanitizers); figures go to the README.
+build/bench/bench_drivers: tests/bench/bench_drivers.c $(DRIVER_SRC) drivers/drivers.def
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -O2 -g -Iinclude -Idrivers -o $@ tests/bench/bench_drivers.c $(DRIVER_SRC) -ljansson -lm
+bench: deps
+	$(MAKE) --no-print-directory all build/bench/bench_drivers
+	build/bench/bench_drivers tests/drivers 1
+	@if [ -x tests/bench/run.sh ]; then bash tests/bench/run.sh; fi
+
 FUZZ_SECS ?= 300
 fuzz: deps
 	$(MAKE) --no-print-directory SANITIZE=address,undefined fuzzers

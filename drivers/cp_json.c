@@ -7,12 +7,15 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Room for a path in texts; text[] itself is CP_REASON_TEXT_MAX, so longer paths are cut anyway. */
 #define NAME_LEN 128
+#define CP_STR_(x) #x
+#define CP_STR(x)  CP_STR_(x)
 
 static void join_path(char *buf, size_t size, const char *path, const char *key)
 {
@@ -165,31 +168,45 @@ int cp_json_get_number(struct cp_batch *b, const json_t *obj, const char *path, 
         return 0;
 }
 
+/* Out-of-range texts for counts; formatting happens only on this path, never for a valid count. */
+static int count_fail(struct cp_batch *b, const char *path, const char *key, const json_t *v, const char *expected)
+{
+        char name[NAME_LEN], num[40];
+
+        join_path(name, sizeof(name), path, key);
+        fmt_number(v, num, sizeof(num));
+        return cp_batch_fail(b, CP_REASON_OUT_OF_RANGE, "%s is %s, expected %s", name, num, expected);
+}
+
 int cp_json_get_count(struct cp_batch *b, const json_t *obj, const char *path, const char *key, bool required,
                       int64_t *ret, bool *ret_present)
 {
-        char name[NAME_LEN], num[40];
         json_t *v;
         double d;
         int r = lookup(b, obj, path, key, required, &v, ret_present);
 
         if (r <= 0)
                 return r;
-        if (!json_is_number(v))
+        if (json_is_integer(v)) {
+                /* Integers are compared as integers: a double would round values near INT64_MAX. */
+                json_int_t i = json_integer_value(v);
+                if (i < 0)
+                        return count_fail(b, path, key, v, ">= 0");
+                if (i > CP_JSON_COUNT_MAX)
+                        return count_fail(b, path, key, v, "<= " CP_STR(CP_JSON_COUNT_MAX));
+                *ret = (int64_t)i;
+        } else if (json_is_real(v)) {
+                d = json_real_value(v);
+                if (d < 0)
+                        return count_fail(b, path, key, v, ">= 0");
+                if (d != floor(d))
+                        return count_fail(b, path, key, v, "a whole number");
+                if (d > CP_JSON_COUNT_MAX)
+                        return count_fail(b, path, key, v, "<= " CP_STR(CP_JSON_COUNT_MAX));
+                *ret = (int64_t)d;
+        } else {
                 return cp_json_fail_type(b, path, key, v, "number");
-        join_path(name, sizeof(name), path, key);
-        fmt_number(v, num, sizeof(num));
-        /* Integers are compared as integers: a double would round values near INT64_MAX. */
-        if (json_is_integer(v) ? json_integer_value(v) < 0 : json_real_value(v) < 0)
-                return cp_batch_fail(b, CP_REASON_OUT_OF_RANGE, "%s is %s, expected >= 0", name, num);
-        d = json_number_value(v);
-        if (json_is_real(v) && d != floor(d))
-                return cp_batch_fail(b, CP_REASON_OUT_OF_RANGE, "%s is %s, expected a whole number", name,
-                                     num);
-        if (json_is_integer(v) ? json_integer_value(v) > CP_JSON_COUNT_MAX : d > CP_JSON_COUNT_MAX)
-                return cp_batch_fail(b, CP_REASON_OUT_OF_RANGE, "%s is %s, expected <= %d", name, num,
-                                     CP_JSON_COUNT_MAX);
-        *ret = json_is_integer(v) ? (int64_t)json_integer_value(v) : (int64_t)d;
+        }
         if (ret_present)
                 *ret_present = true;
         return 0;
@@ -298,32 +315,42 @@ int cp_json_get_array(struct cp_batch *b, const json_t *obj, const char *path, c
         return get_container(b, obj, path, key, required, JSON_ARRAY, ret, ret_present);
 }
 
+/* A bad timestamp: the text starts with the field's path, joined only now that it is needed. */
+static int time_fail(struct cp_batch *b, const char *path, const char *key, const char *fmt, ...) CP_PRINTF(4, 5);
+static int time_fail(struct cp_batch *b, const char *path, const char *key, const char *fmt, ...)
+{
+        char name[NAME_LEN], text[CP_REASON_TEXT_MAX];
+        va_list ap;
+
+        join_path(name, sizeof(name), path, key);
+        va_start(ap, fmt);
+        (void)vsnprintf(text, sizeof(text), fmt, ap);
+        va_end(ap);
+        return cp_batch_fail(b, CP_REASON_BAD_TIMESTAMP, "%s%s", name, text);
+}
+
 int cp_json_get_time(struct cp_batch *b, const json_t *obj, const char *path, const char *key, bool required,
                      const struct cp_tz *tz, int64_t *ret_ms, bool *ret_present)
 {
-        char name[NAME_LEN], num[40];
+        char num[40];
         json_t *v;
         int64_t ms;
         int r = lookup(b, obj, path, key, required, &v, ret_present);
 
         if (r <= 0)
                 return r;
-        join_path(name, sizeof(name), path, key);
         if (json_is_string(v)) {
                 /* Quoted up to 64 bytes: enough to show the mistake, short enough for the text. */
                 if (cp_time_parse(json_string_value(v), json_string_length(v), tz, &ms) < 0)
-                        return cp_batch_fail(b, CP_REASON_BAD_TIMESTAMP,
-                                             "%s '%.64s' is not an RFC 3339 time%s", name,
-                                             json_string_value(v), tz ? "" : " with a UTC offset");
+                        return time_fail(b, path, key, " '%.64s' is not an RFC 3339 time%s",
+                                         json_string_value(v), tz ? "" : " with a UTC offset");
                 if (ms < CP_TIME_MIN_MS || ms >= CP_TIME_MAX_MS)
-                        return cp_batch_fail(b, CP_REASON_BAD_TIMESTAMP,
-                                             "%s '%.64s' is not between 1970 and 2200", name,
-                                             json_string_value(v));
+                        return time_fail(b, path, key, " '%.64s' is not between 1970 and 2200",
+                                         json_string_value(v));
         } else if (json_is_number(v)) {
                 if (cp_time_from_epoch(json_number_value(v), &ms) < 0) {
                         fmt_number(v, num, sizeof(num));
-                        return cp_batch_fail(b, CP_REASON_BAD_TIMESTAMP, "%s %s is not between 1970 and 2200",
-                                             name, num);
+                        return time_fail(b, path, key, " %s is not between 1970 and 2200", num);
                 }
         } else {
                 return cp_json_fail_type(b, path, key, v, "string or number");
