@@ -35,6 +35,7 @@ enum cp_route_id {
         CP_RT_HEALTHZ,
         CP_RT_READYZ,
         CP_RT_METRICS,
+        CP_RT_ENERGY,
         CP_RT_OTHER,
         _CP_RT_MAX,
 };

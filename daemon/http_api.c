@@ -281,6 +281,52 @@ static enum MHD_Result get_sensor(struct cp_daemon *d, struct MHD_Connection *co
                               d->cfg->http_ttl_ms);
 }
 
+static json_t *num_or_null(bool has, double v)
+{
+        return has ? json_real(v) : json_null();
+}
+
+static json_t *energy_fields(const struct cp_daemon *d, const struct cp_energy_view *v)
+{
+        return json_pack("{s:o, s:o, s:o, s:s, s:o}", "power_w", num_or_null(v->has_power, v->power_w),
+                         "energy_import_kwh", num_or_null(v->has_import, v->energy_import_kwh), "energy_export_kwh",
+                         num_or_null(v->has_export, v->energy_export_kwh), "status", v->known ? "ok" : "unknown",
+                         "last_reported", iso_or_null(d, v->last_reported_ms));
+}
+
+/* Meters and districts, latest power and energy. Unknown values are null, never stale numbers. */
+static enum MHD_Result get_energy(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req)
+{
+        json_t *districts = json_array(), *meters = json_array();
+        int64_t now = cp_now_ms(), last = 0;
+
+        for (size_t i = 0; i < d->reg->n_districts; i++) {
+                const struct cp_reg_district *rd = &d->reg->districts[i];
+                struct cp_energy_view v;
+                json_t *o;
+
+                cp_live_district(&d->live, rd, now, &v);
+                last = CP_MAX(last, v.last_reported_ms);
+                o = energy_fields(d, &v);
+                json_object_set_new(o, "district", json_string(rd->name));
+                json_object_set_new(o, "meters_total", json_integer(v.meters_total));
+                json_object_set_new(o, "meters_reporting", json_integer(v.meters_known));
+                json_array_append_new(districts, o);
+                for (size_t k = 0; k < rd->n_meters; k++) {
+                        const struct cp_sensor *s = rd->meters[k];
+                        cp_live_meter(&d->live, s, now, &v);
+                        o = energy_fields(d, &v);
+                        json_object_set_new(o, "meter_id", json_string(s->id));
+                        json_object_set_new(o, "kind", json_string(cp_skind_name(s->reg->kind)));
+                        json_object_set_new(o, "district", json_string(rd->name));
+                        json_array_append_new(meters, o);
+                }
+        }
+        return send_json_take(d, conn, req, MHD_HTTP_OK,
+                              envelope(d, last, json_pack("{s:o, s:o}", "districts", districts, "meters", meters)),
+                              d->cfg->http_ttl_ms);
+}
+
 static enum MHD_Result get_healthz(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req)
 {
         char *body = strdup("{\"status\":\"ok\"}\n");
@@ -348,7 +394,7 @@ static void metric_head(struct buf *b, const char *name, const char *type, const
 static const char *const route_names[_CP_RT_MAX] = {
         [CP_RT_PARKINGS] = "parkings", [CP_RT_PARKING] = "parking", [CP_RT_SPOTS] = "spots",
         [CP_RT_SENSOR] = "sensor",     [CP_RT_HEALTHZ] = "healthz", [CP_RT_READYZ] = "readyz",
-        [CP_RT_METRICS] = "metrics",   [CP_RT_OTHER] = "other",
+        [CP_RT_METRICS] = "metrics",   [CP_RT_ENERGY] = "energy",   [CP_RT_OTHER] = "other",
 };
 
 static enum MHD_Result get_metrics(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req)
@@ -515,6 +561,10 @@ enum MHD_Result cp_api_handle(struct cp_http *h, struct MHD_Connection *conn, st
                                 req->route = CP_RT_SPOTS;
                                 return get_spots(d, conn, req, p.seg[3]);
                         }
+                }
+                if (seg_is(&p, 2, "energy") && p.n == 3) {
+                        req->route = CP_RT_ENERGY;
+                        return get_energy(d, conn, req);
                 }
                 if (seg_is(&p, 2, "sensors") && p.n == 4) {
                         req->route = CP_RT_SENSOR;

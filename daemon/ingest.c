@@ -93,9 +93,7 @@ void cp_ingest_message(struct cp_ingest *in, const char *topic, const void *payl
                 reject(in, route->driver, topic, payload, len, rx_ms, CP_REASON_TOO_LARGE, text);
                 return;
         }
-        b.n = 0;
-        b.reason = CP_REASON_NONE;
-        b.text[0] = '\0';
+        cp_batch_reset(&b);
         r = d->decode(route->state, &msg, &b);
         if (r == -ENODATA) {
                 in->drv[route->driver].nodata++;
@@ -117,6 +115,13 @@ void cp_ingest_message(struct cp_ingest *in, const char *topic, const void *payl
                         reject(in, route->driver, topic, payload, len, rx_ms, CP_REASON_FUTURE_TIMESTAMP, text);
                         return;
                 }
+        }
+        if (b.partial != CP_REASON_NONE) {
+                /* The message is good but part of it was dropped (a TIC group with a bad checksum):
+                 * keep the readings and record the dropped part. */
+                snprintf(text, sizeof(text), "%s: %s%s", d->name, b.partial_text,
+                         b.partial_count > 1 ? " (and more)" : "");
+                reject(in, route->driver, topic, payload, len, rx_ms, b.partial, text);
         }
         r = cp_journal_append_readings(in->journal, b.v, b.n);
         if (r < 0)

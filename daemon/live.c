@@ -268,3 +268,55 @@ void cp_live_facility(const struct cp_live *l, const struct cp_reg_facility *f, 
         else
                 v->status = CP_FS_OPEN;
 }
+
+void cp_live_meter(const struct cp_live *l, const struct cp_sensor *s, int64_t now_ms, struct cp_energy_view *v)
+{
+        static const enum cp_quantity qs[] = {CP_Q_POWER_W, CP_Q_ENERGY_IMPORT_KWH, CP_Q_ENERGY_EXPORT_KWH};
+
+        memset(v, 0, sizeof(*v));
+        v->meters_total = 1;
+        for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+                const struct cp_qval *q = cp_sensor_value(s, qs[i]);
+                if (!q)
+                        continue;
+                v->last_reported_ms = q->ts_ms > v->last_reported_ms ? q->ts_ms : v->last_reported_ms;
+                if (!cp_live_fresh(l, q, now_ms))
+                        continue;
+                v->known = true;
+                if (qs[i] == CP_Q_POWER_W) {
+                        v->has_power = true;
+                        v->power_w = q->value;
+                } else if (qs[i] == CP_Q_ENERGY_IMPORT_KWH) {
+                        v->has_import = true;
+                        v->energy_import_kwh = q->value;
+                } else {
+                        v->has_export = true;
+                        v->energy_export_kwh = q->value;
+                }
+        }
+        v->meters_known = v->known;
+}
+
+void cp_live_district(const struct cp_live *l, const struct cp_reg_district *d, int64_t now_ms,
+                      struct cp_energy_view *v)
+{
+        memset(v, 0, sizeof(*v));
+        v->meters_total = (int64_t)d->n_meters;
+        for (size_t i = 0; i < d->n_meters; i++) {
+                struct cp_energy_view m;
+
+                cp_live_meter(l, d->meters[i], now_ms, &m);
+                if (m.last_reported_ms > v->last_reported_ms)
+                        v->last_reported_ms = m.last_reported_ms;
+                if (!m.known)
+                        continue;
+                v->known = true;
+                v->meters_known++;
+                v->has_power |= m.has_power;
+                v->power_w += m.power_w;
+                v->has_import |= m.has_import;
+                v->energy_import_kwh += m.energy_import_kwh;
+                v->has_export |= m.has_export;
+                v->energy_export_kwh += m.energy_export_kwh;
+        }
+}

@@ -77,4 +77,19 @@ bool cp_live_fresh(const struct cp_live *l, const struct cp_qval *v, int64_t now
 void cp_live_facility(const struct cp_live *l, const struct cp_reg_facility *f, int64_t now_ms,
                       struct cp_facility_view *ret);
 
+/* A meter's or a district's latest power and energy. Only fresh values count: a meter silent for
+ * longer than live.stale_after contributes nothing, and a district with no fresh meter is unknown. */
+struct cp_energy_view {
+        bool known;
+        bool has_power, has_import, has_export;
+        double power_w;           /* signed: + import, - export */
+        double energy_import_kwh; /* cumulative counters */
+        double energy_export_kwh;
+        int64_t meters_known, meters_total;
+        int64_t last_reported_ms;
+};
+void cp_live_meter(const struct cp_live *l, const struct cp_sensor *s, int64_t now_ms, struct cp_energy_view *ret);
+void cp_live_district(const struct cp_live *l, const struct cp_reg_district *d, int64_t now_ms,
+                      struct cp_energy_view *ret);
+
 #endif

@@ -234,6 +234,30 @@ static int batch_fail_errno(struct cp_batch *b, int err, enum cp_reason reason, 
         return err;
 }
 
+void cp_batch_reset(struct cp_batch *b)
+{
+        b->n = 0;
+        b->reason = CP_REASON_NONE;
+        b->text[0] = '\0';
+        b->partial = CP_REASON_NONE;
+        b->partial_count = 0;
+        b->partial_text[0] = '\0';
+}
+
+void cp_batch_note_partial(struct cp_batch *b, enum cp_reason reason, const char *fmt, ...)
+{
+        char raw[2 * CP_REASON_TEXT_MAX];
+        va_list ap;
+
+        if (b->partial_count++ > 0)
+                return;
+        b->partial = reason;
+        va_start(ap, fmt);
+        (void)vsnprintf(raw, sizeof(raw), fmt, ap);
+        va_end(ap);
+        sanitize_text(b->partial_text, sizeof(b->partial_text), raw);
+}
+
 int cp_batch_add(struct cp_batch *b, const char *sensor_id, enum cp_quantity q, double value, int64_t ts_ms,
                  int64_t rx_ms)
 {

@@ -60,6 +60,12 @@ struct cp_batch {
         size_t n;
         enum cp_reason reason;
         char text[CP_REASON_TEXT_MAX];
+        /* A decode that succeeds may still have dropped a part of the message (a TIC group with a bad
+         * checksum): the readings are kept, and the dropped part is recorded as a reject with this
+         * reason and text. CP_REASON_NONE when nothing was dropped. Set with cp_batch_note_partial(). */
+        enum cp_reason partial;
+        unsigned partial_count;
+        char partial_text[CP_REASON_TEXT_MAX];
 };
 
 /* Driver-specific settings: the `driver.<name>.<key> <value>` lines of the config. */
@@ -96,6 +102,11 @@ struct cp_driver {
  * control characters: bytes that are not are written as \xNN, and a long text is cut at a character
  * boundary, so payload bytes quoted in it are safe for logs, JSON and the rejects table. */
 int cp_batch_fail(struct cp_batch *b, enum cp_reason reason, const char *fmt, ...) CP_PRINTF(3, 4);
+/* Notes a dropped part of an otherwise good message (see struct cp_batch); the first note's text is
+ * kept, later ones are counted. */
+void cp_batch_note_partial(struct cp_batch *b, enum cp_reason reason, const char *fmt, ...) CP_PRINTF(3, 4);
+/* Prepares a batch for a decode: no reading, no reason, nothing dropped. */
+void cp_batch_reset(struct cp_batch *b);
 /* Appends a reading. Returns 0, -ERANGE for a non-finite value, -ENOSPC when full, -ENAMETOOLONG for
  * an id that does not fit, -EINVAL for an id cp_sensor_id_valid() refuses (or an unknown quantity);
  * on failure sets the reason and, like cp_batch_fail(), sets b->n to 0. */

@@ -155,7 +155,7 @@ int main(int argc, char **argv)
                 t0 = now_s();
                 do {
                         for (int k = 0; k < 1000; k++) {
-                                b.n = 0;
+                                cp_batch_reset(&b);
                                 if (drv->decode(state, &msg, &b) < 0 || b.n == 0) {
                                         printf("%-14s decode failed on %s: %s\n", drv->name, base, b.text);
                                         exit(1);

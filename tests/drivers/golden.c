@@ -4,7 +4,9 @@
  *   NNN-<case>.in         the raw payload bytes
  *   NNN-<case>.topic      optional topic (trailing newline ignored); default "city/parking/test/counter"
  *   NNN-<case>.want.json  {"readings":[{"sensor_id","quantity","value","ts_ms"}...]} in order,
- *                         or {"error":"<reason label>","text":"<exact text>"}, or {"nodata":true}
+ *                         or {"error":"<reason label>","text":"<exact text>"}, or {"nodata":true};
+ *                         readings may come with "partial":{"error","text","count"} when the driver
+ *                         dropped a part of the message (cp_batch_note_partial)
  *   driver.conf           optional `key value` lines: the driver's config section
  * The receive time is fixed at 2026-03-01T10:00:00Z. Values compare within 1e-9, the rest exactly.
  * Adding a case means adding files; each case is one cmocka test named "<driver>/<case>". */
@@ -346,12 +348,41 @@ static bool read_case(const struct golden_case *gc, struct case_files *cf, char 
         return true;
 }
 
+/* A message decoded with a dropped part: "partial":{"error":"<label>","text":"<text>","count":N}.
+ * Without "partial" in want.json, nothing may have been dropped. */
+static bool check_partial(const struct cp_batch *b, const json_t *want, char *why)
+{
+        const char *label = json_string_value(json_object_get(want, "error"));
+        const char *text = json_string_value(json_object_get(want, "text"));
+        json_int_t count = json_integer_value(json_object_get(want, "count"));
+
+        if (!want) {
+                if (b->partial == CP_REASON_NONE)
+                        return true;
+                (void)snprintf(why, WHY_LEN, "unexpected dropped part %s '%s'", cp_reason_label(b->partial),
+                               b->partial_text);
+                return false;
+        }
+        if (!label || !text) {
+                (void)snprintf(why, WHY_LEN, "\"partial\" needs \"error\" and \"text\" strings");
+                return false;
+        }
+        if (b->partial == CP_REASON_NONE || strcmp(cp_reason_label(b->partial), label) != 0 ||
+            strcmp(b->partial_text, text) != 0 || (count && (json_int_t)b->partial_count != count)) {
+                (void)snprintf(why, WHY_LEN, "got dropped part %s '%s' x%u, want %s '%s' x%lld",
+                               cp_reason_label(b->partial), b->partial_text, b->partial_count, label, text,
+                               (long long)count);
+                return false;
+        }
+        return true;
+}
+
 static bool check_result(int rc, const struct cp_batch *b, const json_t *want, char *why)
 {
         const json_t *readings = json_object_get(want, "readings");
 
         if (json_is_array(readings))
-                return check_readings(rc, b, readings, why);
+                return check_readings(rc, b, readings, why) && check_partial(b, json_object_get(want, "partial"), why);
         if (json_object_get(want, "error"))
                 return check_error(rc, b, want, why);
         if (json_is_true(json_object_get(want, "nodata")))
@@ -389,9 +420,7 @@ static bool run_decode(const struct golden_case *gc, char *why)
         memcpy(payload, cf.in, cf.in_len);
         /* Poisoned, as a reused batch would be; only the documented fields are reset. */
         memset(b, 0xa5, sizeof(*b));
-        b->n = 0;
-        b->reason = CP_REASON_NONE;
-        b->text[0] = '\0';
+        cp_batch_reset(b);
         msg = (struct cp_msg){cf.topic ? cf.topic : DEFAULT_TOPIC, payload, cf.in_len, RX_MS};
         ok = check_result(s->drv->decode(s->state, &msg, b), b, want, why);
         if (!ok)

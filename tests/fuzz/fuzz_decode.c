@@ -105,9 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         msg.len = size - 2 - tl;
         msg.rx_ms = INT64_C(1772359200000);
         memset(&b, 0xa5, sizeof(b)); /* garbage in: a driver must not rely on a cleared batch */
-        b.n = 0;
-        b.reason = CP_REASON_NONE;
-        b.text[0] = '\0';
+        cp_batch_reset(&b);
         r = drivers[di]->decode(states[di], &msg, &b);
         if (r == 0) {
                 if (b.n == 0 || b.n > CP_BATCH_CAP)
@@ -118,6 +116,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                             cp_sensor_id_valid(rd->sensor_id, strnlen(rd->sensor_id, CP_SENSOR_ID_MAX)) < 0)
                                 abort();
                 }
+                if (b.partial != CP_REASON_NONE && (b.partial >= _CP_REASON_MAX || !b.partial_text[0]))
+                        abort();
         } else if (r != -ENODATA) {
                 if (b.n != 0 || b.reason == CP_REASON_NONE || b.reason >= _CP_REASON_MAX || !b.text[0] ||
                     !memchr(b.text, '\0', sizeof(b.text)))
