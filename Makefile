@@ -38,7 +38,7 @@ endif
 
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 DRIVER_SRC := $(wildcard drivers/*.c)
-LIB_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(DAEMON_SRC) $(DRIVER_SRC))
+LIB_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(DAEMON_SRC) $(DRIVER_SRC)) $(BUILD)/daemon/dashboard_blob.o
 MAIN_OBJ   := $(BUILD)/daemon/main.o
 SIM_SRC    := $(wildcard tests/sim/*.c)
 SIM_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(SIM_SRC))
@@ -49,7 +49,7 @@ GOLDEN_BIN := $(BUILD)/tests/golden
 # Debian 12 packages: build, tests (broker, clients, sqlite3 CLI, curl, python3 for output checks), run.
 DEB_PKGS := make gcc libc6-dev pkg-config libuv1-dev libmosquitto-dev libjansson-dev libsqlite3-dev \
             libmicrohttpd-dev zlib1g-dev libcmocka-dev librrd-dev libcurl4-openssl-dev \
-            mosquitto mosquitto-clients sqlite3 curl python3 procps ca-certificates clang
+            mosquitto mosquitto-clients sqlite3 curl python3 procps ca-certificates clang systemd man-db chromium prometheus
 
 .PHONY: all deps test check unit e2e run bench fuzz fuzzers install clean help tests
 
@@ -61,6 +61,11 @@ endif
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The dashboard page, embedded with .incbin.
+$(BUILD)/daemon/dashboard_blob.o: daemon/dashboard_blob.S daemon/dashboard.html
+	@mkdir -p $(dir $@)
+	$(CC) -c -o $@ $<
 
 # The simulator is a stand-alone program that defines its own feature macros.
 $(BUILD)/tests/sim/%.o: tests/sim/%.c
@@ -146,6 +151,9 @@ install: all
 	install -D -m 0755 build/citypulsed $(DESTDIR)$(PREFIX)/sbin/citypulsed
 	install -D -m 0644 config/citypulse.conf $(DESTDIR)/etc/citypulse/citypulse.conf.example
 	install -D -m 0644 systemd/citypulsed.service $(DESTDIR)/lib/systemd/system/citypulsed.service
+	install -D -m 0644 systemd/citypulse.sysusers $(DESTDIR)/usr/lib/sysusers.d/citypulse.conf
+	install -D -m 0644 systemd/citypulse.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/citypulse.conf
+	install -D -m 0644 daemon/citypulsed.8 $(DESTDIR)$(PREFIX)/share/man/man8/citypulsed.8
 
 clean:
 	rm -rf build

@@ -8,13 +8,13 @@
  * O(signals) memory, whatever the bucket length. */
 #include "agg.h"
 
+#include "citypulse/cp_tz.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "citypulse/cp_tz.h"
 
 #define MINUTE_MS INT64_C(60000)
 #define DAY_MS    (1440 * MINUTE_MS)
@@ -35,12 +35,18 @@ enum sweep_mode {
 
 struct sig {
         const struct cp_agg_point *p;
-        size_t n, pos;  /* p[pos] is the next point not yet taken */
-        int64_t ts;     /* observation time of the point in force */
-        int64_t until;  /* end (exclusive) of that point's known time */
+        size_t n, pos; /* p[pos] is the next point not yet taken */
+        int64_t ts;    /* observation time of the point in force */
+        int64_t until; /* end (exclusive) of that point's known time */
         double value;
-        bool seen;      /* a point was taken: ts is meaningful */
+        bool seen; /* a point was taken: ts is meaningful */
         bool known;
+};
+
+/* A heap entry carries its key, so sifting reads one array. */
+struct heap_ent {
+        int64_t key; /* the signal's next event time, INT64_MAX when none */
+        size_t i;
 };
 
 /* What a known signal adds to the occupancy counts. */
@@ -52,9 +58,8 @@ struct sweep {
         enum sweep_mode mode;
         size_t n_sig;
         struct sig *sig;
-        int64_t *key;   /* next event time per signal, INT64_MAX when none */
-        double *tree;   /* SWEEP_SUM: leaves at [n_sig, 2 n_sig), each inner node the sum of its children */
-        size_t *heap;   /* signal indices, ordered by (key, index) */
+        struct heap_ent *heap; /* every signal, a min-heap on (key, index) */
+        double *tree; /* SWEEP_SUM: leaves at [n_sig, 2 n_sig), each inner node the sum of its children */
         int64_t t0, t1, stale_after, total;
 
         /* State between two event times. */
@@ -65,7 +70,9 @@ struct sweep {
         uint32_t samples;
         int64_t known_ms;
         double integral, min, max;
-        int64_t known_spot_ms, occ_spot_ms, free_min, free_max;
+        /* Doubles, so that an absurd total cannot overflow; they stay exact integers below 2^53 ms. */
+        double known_spot_ms, occ_spot_ms;
+        int64_t free_min, free_max;
 };
 
 /* Saturating, because an absurd stale_after must not wrap the end of a known time into the past. */
@@ -143,8 +150,9 @@ static void tree_set(struct sweep *w, size_t i, double v)
 }
 
 /* Applies signal i's event at time t: its next point when that is due at t, else the end of its known
- * time. A point due exactly when the previous one expires simply replaces it. */
-static void sig_apply(struct sweep *w, size_t i, int64_t t)
+ * time. A point due exactly when the previous one expires simply replaces it. Returns the signal's next
+ * event time. */
+static int64_t sig_apply(struct sweep *w, size_t i, int64_t t)
 {
         struct sig *s = &w->sig[i];
         bool was_known = s->known;
@@ -178,32 +186,32 @@ static void sig_apply(struct sweep *w, size_t i, int64_t t)
                 w->w.occ += now.occ - old.occ;
                 w->w.free += now.free - old.free;
         }
-        w->key[i] = sig_next_event(s);
+        return sig_next_event(s);
 }
 
-static bool heap_less(const struct sweep *w, size_t a, size_t b)
+static bool heap_less(const struct heap_ent *a, const struct heap_ent *b)
 {
-        return w->key[a] < w->key[b] || (w->key[a] == w->key[b] && a < b);
+        return a->key < b->key || (a->key == b->key && a->i < b->i);
 }
 
 static void heap_sift_down(struct sweep *w, size_t i)
 {
+        struct heap_ent *h = w->heap, e = h[i];
         size_t n = w->n_sig;
 
         for (;;) {
-                size_t l = 2 * i + 1, r = l + 1, m = i, tmp;
+                size_t c = 2 * i + 1;
 
-                if (l < n && heap_less(w, w->heap[l], w->heap[m]))
-                        m = l;
-                if (r < n && heap_less(w, w->heap[r], w->heap[m]))
-                        m = r;
-                if (m == i)
-                        return;
-                tmp = w->heap[i];
-                w->heap[i] = w->heap[m];
-                w->heap[m] = tmp;
-                i = m;
+                if (c >= n)
+                        break;
+                if (c + 1 < n && heap_less(&h[c + 1], &h[c]))
+                        c++;
+                if (!heap_less(&h[c], &e))
+                        break;
+                h[i] = h[c];
+                i = c;
         }
+        h[i] = e;
 }
 
 /* Adds the piece [lo, hi) of [t0, t1), over which every signal is constant. */
@@ -228,29 +236,29 @@ static void accumulate(struct sweep *w, int64_t lo, int64_t hi)
                 if (w->known_ms == 0 || w->w.free > w->free_max)
                         w->free_max = w->w.free;
                 w->known_ms += len;
-                w->known_spot_ms += w->w.known * len;
-                w->occ_spot_ms += w->w.occ * len;
+                w->known_spot_ms += (double)w->w.known * (double)len;
+                w->occ_spot_ms += (double)w->w.occ * (double)len;
         }
 }
 
 /* Bytes of scratch memory for n signals; the order of the arrays keeps each one aligned. */
 static size_t sweep_bytes(size_t n)
 {
-        size_t per = sizeof(struct sig) + sizeof(int64_t) + 2 * sizeof(double) + sizeof(size_t);
+        size_t per = sizeof(struct sig) + sizeof(struct heap_ent) + 2 * sizeof(double);
 
         return n > SIZE_MAX / per ? 0 : n * per;
 }
 
-static void sweep_init(struct sweep *w, void *mem, enum sweep_mode mode, const struct cp_agg_point *const *pts,
-                       const size_t *n, size_t n_sig, int64_t t0, int64_t t1, int64_t stale_after_ms)
+static void sweep_init(struct sweep *w, void *mem, enum sweep_mode mode,
+                       const struct cp_agg_point *const *pts, const size_t *n, size_t n_sig, int64_t t0,
+                       int64_t t1, int64_t stale_after_ms)
 {
         memset(w, 0, sizeof(*w));
         w->mode = mode;
         w->n_sig = n_sig;
         w->sig = mem;
-        w->key = (int64_t *)(void *)(w->sig + n_sig);
-        w->tree = (double *)(void *)(w->key + n_sig);
-        w->heap = (size_t *)(void *)(w->tree + 2 * n_sig);
+        w->heap = (struct heap_ent *)(void *)(w->sig + n_sig);
+        w->tree = (double *)(void *)(w->heap + n_sig);
         w->t0 = t0;
         w->t1 = t1;
         w->stale_after = stale_after_ms > 0 ? stale_after_ms : 0;
@@ -260,8 +268,8 @@ static void sweep_init(struct sweep *w, void *mem, enum sweep_mode mode, const s
                 memset(s, 0, sizeof(*s));
                 s->p = pts[i];
                 s->n = pts[i] ? n[i] : 0;
-                w->key[i] = sig_next_event(s);
-                w->heap[i] = i;
+                w->heap[i].key = sig_next_event(s);
+                w->heap[i].i = i;
                 w->tree[n_sig + i] = 0.0;
                 w->tree[i] = 0.0;
         }
@@ -275,7 +283,7 @@ static void sweep_run(struct sweep *w)
         int64_t cur = INT64_MIN;
 
         for (;;) {
-                int64_t t = w->n_sig ? w->key[w->heap[0]] : INT64_MAX;
+                int64_t t = w->n_sig ? w->heap[0].key : INT64_MAX;
                 int64_t lo = cur > w->t0 ? cur : w->t0, hi = t < w->t1 ? t : w->t1;
 
                 if (lo < hi)
@@ -283,8 +291,8 @@ static void sweep_run(struct sweep *w)
                 if (t >= w->t1)
                         return;
                 /* Every signal changing at t first, then the piece starting at t. */
-                while (w->key[w->heap[0]] == t) {
-                        sig_apply(w, w->heap[0], t);
+                while (w->heap[0].key == t) {
+                        w->heap[0].key = sig_apply(w, w->heap[0].i, t);
                         heap_sift_down(w, 0);
                 }
                 cur = t;
@@ -292,10 +300,13 @@ static void sweep_run(struct sweep *w)
 }
 
 /* Runs a sweep on a stack buffer, or on the heap for many signals. Returns 0 or -ENOMEM. */
-static int sweep(struct sweep *w, enum sweep_mode mode, const struct cp_agg_point *const *pts, const size_t *n,
-                 size_t n_sig, int64_t t0, int64_t t1, int64_t stale_after_ms, void **ret_mem)
+static int run_sweep(struct sweep *w, enum sweep_mode mode, const struct cp_agg_point *const *pts,
+                     const size_t *n, size_t n_sig, int64_t t0, int64_t t1, int64_t stale_after_ms,
+                     void **ret_mem)
 {
-        static_assert(sizeof(struct sig) % sizeof(double) == 0, "arrays after struct sig stay aligned");
+        static_assert(sizeof(struct sig) % sizeof(int64_t) == 0 &&
+                          sizeof(struct heap_ent) % sizeof(double) == 0,
+                      "the arrays carved after struct sig stay aligned");
         size_t bytes = sweep_bytes(n_sig);
         void *mem = *ret_mem;
 
@@ -312,8 +323,7 @@ static int sweep(struct sweep *w, enum sweep_mode mode, const struct cp_agg_poin
 /* Stack scratch space for SMALL_SIGNALS signals, aligned for every array the sweep carves from it. */
 union small_mem {
         max_align_t align;
-        unsigned char b[SMALL_SIGNALS * (sizeof(struct sig) + sizeof(int64_t) + 2 * sizeof(double) +
-                                         sizeof(size_t))];
+        unsigned char b[SMALL_SIGNALS * (sizeof(struct sig) + sizeof(struct heap_ent) + 2 * sizeof(double))];
 };
 
 static void gauge_empty(int64_t t0, int64_t t1, struct cp_agg_gauge *ret)
@@ -355,7 +365,7 @@ static int sum_compute(const struct cp_agg_point *const *meters, const size_t *n
         int r;
 
         assert(t0 < t1);
-        r = sweep(&w, SWEEP_SUM, meters, n, n_meters, t0, t1, stale_after_ms, &mem);
+        r = run_sweep(&w, SWEEP_SUM, meters, n, n_meters, t0, t1, stale_after_ms, &mem);
         if (r < 0) {
                 gauge_empty(t0, t1, ret);
                 return r;
@@ -366,8 +376,8 @@ static int sum_compute(const struct cp_agg_point *const *meters, const size_t *n
         return 0;
 }
 
-void cp_agg_gauge_compute(const struct cp_agg_point *p, size_t n, int64_t t0, int64_t t1, int64_t stale_after_ms,
-                          struct cp_agg_gauge *ret)
+void cp_agg_gauge_compute(const struct cp_agg_point *p, size_t n, int64_t t0, int64_t t1,
+                          int64_t stale_after_ms, struct cp_agg_gauge *ret)
 {
         /* One signal always fits the stack buffer, so this cannot fail. */
         (void)sum_compute(&p, &n, 1, t0, t1, stale_after_ms, ret);
@@ -407,8 +417,8 @@ bool cp_agg_gauge_mean(const struct cp_agg_gauge *g, double *ret)
         return true;
 }
 
-void cp_agg_counter_compute(const struct cp_agg_point *prev, const struct cp_agg_point *p, size_t n, int64_t t0,
-                            int64_t t1, struct cp_agg_counter *ret)
+void cp_agg_counter_compute(const struct cp_agg_point *prev, const struct cp_agg_point *p, size_t n,
+                            int64_t t0, int64_t t1, struct cp_agg_counter *ret)
 {
         const struct cp_agg_point *last = prev;
 
@@ -455,8 +465,8 @@ static void occupancy_empty(int64_t t0, int64_t t1, int64_t registered, struct c
 static void occupancy_from_sweep(const struct sweep *w, int64_t registered, struct cp_agg_occupancy *ret)
 {
         occupancy_empty(w->t0, w->t1, registered, ret);
-        ret->occupied_spot_ms = (double)w->occ_spot_ms;
-        ret->known_spot_ms = (double)w->known_spot_ms;
+        ret->occupied_spot_ms = w->occ_spot_ms;
+        ret->known_spot_ms = w->known_spot_ms;
         ret->samples = w->samples;
         if (w->known_ms > 0) {
                 ret->has_free = true;
@@ -479,7 +489,7 @@ int cp_agg_occupancy_compute(const struct cp_agg_point *const *spots, const size
         int r;
 
         assert(t0 < t1);
-        r = sweep(&w, SWEEP_SPOTS, spots, n, n_spots, t0, t1, stale_after_ms, &mem);
+        r = run_sweep(&w, SWEEP_SPOTS, spots, n, n_spots, t0, t1, stale_after_ms, &mem);
         if (r < 0) {
                 occupancy_empty(t0, t1, registered_spots, ret);
                 return r;
@@ -499,9 +509,8 @@ void cp_agg_counter_occupancy_compute(const struct cp_agg_point *free_pts, size_
         struct sweep w;
 
         assert(t0 < t1);
-        /* One signal always fits the stack buffer, so this cannot fail; total is set before the sweep
-         * because occ_weight() reads it. */
-        memset(&w, 0, sizeof(w));
+        /* One signal always fits the stack buffer, so this cannot fail. total is set after the init
+         * (which clears it) and before the run, the first to read it. */
         sweep_init(&w, mem, SWEEP_COUNTER, &free_pts, &n, 1, t0, t1, stale_after_ms);
         w.total = total_spaces;
         sweep_run(&w);

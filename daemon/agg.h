@@ -15,8 +15,11 @@
  * Input rules, shared by every compute function: points are sorted by ts ascending (callers sort; the
  * functions do not). A point whose ts is not after the previous accepted point of the same signal is
  * ignored: this is how a duplicate (same ts, any value) loses to the first one, and it makes unsorted
- * input degrade into dropped points instead of negative durations. Values are finite (ingest rejects
- * NaN and infinities). stale_after_ms < 0 is read as 0. t0 < t1.
+ * input degrade into dropped points instead of negative durations. Values are finite (the drivers'
+ * batch helpers refuse NaN and infinities). stale_after_ms < 0 is read as 0. t0 < t1.
+ *
+ * Every function is reentrant and may run on any thread: inputs are borrowed for the call, ret is the
+ * caller's, and nothing is kept.
  *
  * A value that the contract calls null is NAN in a double field (min/max with no known time, last when
  * unknown) and 0 in an integer field, next to the flag or count that says it is null.
@@ -43,22 +46,22 @@ struct cp_agg_point {
 /* A gauge (power_w, free_spaces of a counter, ...) over one bucket. */
 struct cp_agg_gauge {
         int64_t t0, t1;
-        int64_t known_ms;   /* time in [t0,t1) where the value is known */
-        double integral;    /* sum of value * ms over the known time */
-        double min, max;    /* over the step function on the known time (a carried-in value counts);
-                             * NAN when known_ms == 0 */
-        double last;        /* the value just before t1 (NAN when has_last is false) */
-        bool has_last;      /* false: unknown just before t1 (last is null) */
-        int64_t last_ts;    /* observation time of `last` (0 when has_last is false); for a district sum,
-                             * the newest observation among the meters known just before t1 */
-        uint32_t samples;   /* readings observed inside [t0,t1), duplicates not counted (saturates) */
+        int64_t known_ms; /* time in [t0,t1) where the value is known */
+        double integral;  /* sum of value * ms over the known time */
+        double min, max;  /* over the step function on the known time (a carried-in value counts);
+                           * NAN when known_ms == 0 */
+        double last;      /* the value just before t1 (NAN when has_last is false) */
+        bool has_last;    /* false: unknown just before t1 (last is null) */
+        int64_t last_ts;  /* observation time of `last` (0 when has_last is false); for a district sum,
+                           * the newest observation among the meters known just before t1 */
+        uint32_t samples; /* readings observed inside [t0,t1), duplicates not counted (saturates) */
 };
 
 /* Computes a gauge bucket from sorted points (ts ascending; duplicates of a time: the first wins).
  * Points may start before t0 - stale_after and end after t1: those are ignored, except as carry-in.
- * Needs no memory. */
-void cp_agg_gauge_compute(const struct cp_agg_point *p, size_t n, int64_t t0, int64_t t1, int64_t stale_after_ms,
-                          struct cp_agg_gauge *ret);
+ * Allocates nothing. */
+void cp_agg_gauge_compute(const struct cp_agg_point *p, size_t n, int64_t t0, int64_t t1,
+                          int64_t stale_after_ms, struct cp_agg_gauge *ret);
 /* Merges adjacent buckets (a.t1 == b.t0) into a (a becomes [a.t0, b.t1)). */
 void cp_agg_gauge_merge(struct cp_agg_gauge *a, const struct cp_agg_gauge *b);
 /* Time-weighted mean over the known time; false when there was no known time (mean is null). */
@@ -78,8 +81,8 @@ struct cp_agg_counter {
  * are taken as prev followed by p[0..n): points of p before t0 are allowed (they only become the
  * predecessor), points at or before prev->ts are ignored, points at or after t1 are ignored. has_prev
  * is true when any reading before t0 was seen (prev or a point of p). */
-void cp_agg_counter_compute(const struct cp_agg_point *prev, const struct cp_agg_point *p, size_t n, int64_t t0,
-                            int64_t t1, struct cp_agg_counter *ret);
+void cp_agg_counter_compute(const struct cp_agg_point *prev, const struct cp_agg_point *p, size_t n,
+                            int64_t t0, int64_t t1, struct cp_agg_counter *ret);
 void cp_agg_counter_merge(struct cp_agg_counter *a, const struct cp_agg_counter *b);
 
 /* Occupancy of a facility fed by spot sensors: each spot a 0/1 step function (any value other than 0
@@ -130,7 +133,7 @@ double cp_agg_occupancy_coverage(const struct cp_agg_occupancy *o);
  * merges compose bit for bit (storing the fraction itself would round at every bucket boundary).
  * free is truncated to a count and negative values read as 0, as in the live view; for the rate a
  * free count above total reads as total (rate 0). With total_spaces <= 0 the rate is null and coverage
- * 0, while the free_spaces stats are still computed. Needs no memory. */
+ * 0, while the free_spaces stats are still computed. Allocates nothing. */
 void cp_agg_counter_occupancy_compute(const struct cp_agg_point *free_pts, size_t n, int64_t total_spaces,
                                       int64_t t0, int64_t t1, int64_t stale_after_ms,
                                       struct cp_agg_occupancy *ret);

@@ -16,6 +16,7 @@
 #include "mqtt_in.h"
 #include "registry.h"
 #include "route.h"
+#include "sse.h"
 #include "storeq.h"
 
 struct cp_http_cache {
@@ -36,6 +37,8 @@ enum cp_route_id {
         CP_RT_READYZ,
         CP_RT_METRICS,
         CP_RT_ENERGY,
+        CP_RT_STREAM,
+        CP_RT_DASHBOARD,
         CP_RT_OTHER,
         _CP_RT_MAX,
 };
@@ -54,6 +57,7 @@ struct cp_daemon {
         struct cp_storeq storeq;
         struct cp_mqtt_in mqtt;
         struct cp_http http;
+        struct cp_sse sse;
 
         uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
         uv_timer_t rotate_timer;   /* hands journal segments to the store thread */

@@ -199,6 +199,13 @@ static void run_listener(struct cp_http_listener *l)
                 uv_timer_stop(&l->timer);
 }
 
+void cp_http_kick(struct cp_http *h)
+{
+        for (size_t i = 0; i < h->n_ls; i++)
+                if (h->ls[i].d)
+                        uv_timer_start(&h->ls[i].timer, on_timer, 0, 0);
+}
+
 static void on_handle_closed(uv_handle_t *hd)
 {
         struct cp_http_listener *l = hd->data;
@@ -279,7 +286,7 @@ int cp_http_start(struct cp_http *h, uv_loop_t *loop, const struct cp_config *c,
                 struct cp_http_listener *l = &h->ls[h->n_ls];
                 struct cp_netaddr a;
                 const union MHD_DaemonInfo *info;
-                unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+                unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
 
                 if (cp_netaddr_parse(c->http_listen[i], &a) < 0) {
                         snprintf(err, errlen, "http.listen %s: not host:port", c->http_listen[i]);

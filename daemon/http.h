@@ -55,6 +55,9 @@ int cp_http_start(struct cp_http *h, uv_loop_t *loop, const struct cp_config *c,
 /* Stops accepting and closes every connection and handle; on_closed runs when all are closed. */
 void cp_http_stop(struct cp_http *h);
 
+/* Runs MHD again on the next loop iteration: after MHD_resume_connection(), which MHD only acts on
+ * inside MHD_run(). */
+void cp_http_kick(struct cp_http *h);
 /* Queues a response with status; counts it on req. */
 enum MHD_Result cp_http_queue(struct MHD_Connection *conn, struct cp_http_req *req, unsigned status,
                               struct MHD_Response *resp);

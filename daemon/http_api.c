@@ -350,6 +350,32 @@ static enum MHD_Result get_readyz(struct cp_daemon *d, struct MHD_Connection *co
         return send_json_take(d, conn, req, mqtt_ok && store_ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, j, 0);
 }
 
+/* The dashboard page for people: plain HTML, CSS and JS embedded in the binary (daemon/dashboard.html). */
+extern const char cp_dashboard_html[], cp_dashboard_html_end[];
+
+static enum MHD_Result get_dashboard(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req)
+{
+        size_t len = (size_t)(cp_dashboard_html_end - cp_dashboard_html);
+        struct MHD_Response *r;
+        enum MHD_Result ret;
+        char etag[24];
+
+        make_etag(etag, sizeof(etag), cp_dashboard_html, len);
+        if (etag_matches(conn, etag))
+                return not_modified(conn, req, etag, 60, false);
+        r = MHD_create_response_from_buffer(len, (void *)(uintptr_t)cp_dashboard_html, MHD_RESPMEM_PERSISTENT);
+        if (!r)
+                return MHD_NO;
+        add_common_headers(r, etag, 60, false, "text/html; charset=utf-8");
+        MHD_add_response_header(r, "Content-Security-Policy",
+                                "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'");
+        MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+        ret = cp_http_queue(conn, req, MHD_HTTP_OK, r);
+        MHD_destroy_response(r);
+        (void)d;
+        return ret;
+}
+
 /* --- metrics (Prometheus text format 0.0.4). Labels carry drivers, reasons, routes and classes, never
  * topics or sensor ids. --- */
 
@@ -394,7 +420,7 @@ static void metric_head(struct buf *b, const char *name, const char *type, const
 static const char *const route_names[_CP_RT_MAX] = {
         [CP_RT_PARKINGS] = "parkings", [CP_RT_PARKING] = "parking", [CP_RT_SPOTS] = "spots",
         [CP_RT_SENSOR] = "sensor",     [CP_RT_HEALTHZ] = "healthz", [CP_RT_READYZ] = "readyz",
-        [CP_RT_METRICS] = "metrics",   [CP_RT_ENERGY] = "energy",   [CP_RT_OTHER] = "other",
+        [CP_RT_METRICS] = "metrics",   [CP_RT_ENERGY] = "energy", [CP_RT_STREAM] = "stream", [CP_RT_DASHBOARD] = "dashboard",   [CP_RT_OTHER] = "other",
 };
 
 static enum MHD_Result get_metrics(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req)
@@ -562,6 +588,10 @@ enum MHD_Result cp_api_handle(struct cp_http *h, struct MHD_Connection *conn, st
                                 return get_spots(d, conn, req, p.seg[3]);
                         }
                 }
+                if (seg_is(&p, 2, "stream") && p.n == 3) {
+                        req->route = CP_RT_STREAM;
+                        return cp_sse_handle(&d->sse, conn, req);
+                }
                 if (seg_is(&p, 2, "energy") && p.n == 3) {
                         req->route = CP_RT_ENERGY;
                         return get_energy(d, conn, req);
@@ -570,6 +600,9 @@ enum MHD_Result cp_api_handle(struct cp_http *h, struct MHD_Connection *conn, st
                         req->route = CP_RT_SENSOR;
                         return get_sensor(d, conn, req, p.seg[3]);
                 }
+        } else if (p.n == 1 && p.seg[0][0] == '\0') {
+                req->route = CP_RT_DASHBOARD;
+                return get_dashboard(d, conn, req);
         } else if (p.n == 1 && seg_is(&p, 0, "healthz")) {
                 req->route = CP_RT_HEALTHZ;
                 return get_healthz(d, conn, req);

@@ -218,6 +218,7 @@ static void begin_shutdown(struct cp_daemon *d, const char *why)
         close_if_active((uv_handle_t *)&d->sig_usr1);
         close_if_active((uv_handle_t *)&d->stats_timer);
         close_if_active((uv_handle_t *)&d->watchdog_timer);
+        cp_sse_stop(&d->sse);
         cp_http_stop(&d->http);
         cp_mqtt_in_stop(&d->mqtt);
 }
@@ -462,6 +463,10 @@ static int run(struct cp_daemon *d, struct bundle *b)
         cp_ingest_init(&d->ingest, d->router, &d->journal, &d->live, d->cfg);
         d->ingest.on_reject = on_reject;
         d->ingest.ud = d;
+        if ((r = cp_sse_init(&d->sse, d, &d->loop)) < 0) {
+                cp_log(CP_LOG_ERR, "http", "cannot start the event stream timer err=%s", uv_err_name(r));
+                goto fail_stop;
+        }
         if ((r = cp_http_start(&d->http, &d->loop, d->cfg, cp_api_handle, cp_api_done, d, err, sizeof(err))) < 0) {
                 cp_log(CP_LOG_ERR, "http", "cannot start: %s", err);
                 goto fail_stop;
@@ -500,6 +505,7 @@ static int run(struct cp_daemon *d, struct bundle *b)
 fail_stop:
         /* Start-up failed after the store thread started: stop it cleanly so nothing is lost. */
         d->stopping = true;
+        cp_sse_stop(&d->sse);
         cp_http_stop(&d->http);
         if (d->mqtt.mosq && !d->mqtt.pending_closes) {
                 mosquitto_destroy(d->mqtt.mosq);
