@@ -21,66 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_TIMEZONE "Europe/Paris"
-
-struct facility_state {
-        struct cp_tz *tz;
-};
-
 /* The snapshot counts of a facility or of one level; `has_*` tell which were sent. */
 struct counts {
         int64_t total, free, occupied;
         bool has_total, has_free, has_occupied;
 };
-
-static void facility_free(void *state)
-{
-        struct facility_state *st = state;
-
-        if (!st)
-                return;
-        cp_tz_free(st->tz);
-        free(st);
-}
-
-static int facility_init(const struct cp_conf_section *conf, void **ret_state, char *err, size_t errlen)
-{
-        const char *driver = conf && conf->driver ? conf->driver : "facility_json";
-        const char *zone = cp_conf_get(conf, "timezone");
-        struct facility_state *st;
-        int r;
-
-        for (size_t i = 0; conf && i < conf->n; i++) {
-                if (!conf->kv[i].key || strcmp(conf->kv[i].key, "timezone") != 0) {
-                        (void)snprintf(err, errlen, "driver.%s.%s: unknown key", driver,
-                                       conf->kv[i].key ? conf->kv[i].key : "");
-                        return -EINVAL;
-                }
-        }
-        if (!zone)
-                zone = DEFAULT_TIMEZONE;
-        st = calloc(1, sizeof(*st));
-        if (!st) {
-                (void)snprintf(err, errlen, "driver.%s: out of memory", driver);
-                return -ENOMEM;
-        }
-        r = cp_tz_load(zone, &st->tz);
-        if (r < 0) {
-                if (r == -ENOENT)
-                        (void)snprintf(err, errlen, "driver.%s.timezone: unknown time zone '%s'", driver,
-                                       zone);
-                else if (r == -EINVAL)
-                        (void)snprintf(err, errlen, "driver.%s.timezone: invalid time zone name '%s'", driver,
-                                       zone);
-                else
-                        (void)snprintf(err, errlen, "driver.%s.timezone: cannot load time zone '%s': %s",
-                                       driver, zone, strerror(-r));
-                free(st);
-                return r;
-        }
-        *ret_state = st;
-        return 0;
-}
 
 /* Reads total/free (and occupied when asked) from obj and checks free <= total, occupied <= total
  * and occupied == total - free (counts are already >= 0). `path` names obj in texts ("levels[1]"),
@@ -186,7 +131,7 @@ static int decode_levels(struct cp_batch *b, const json_t *levels, const char *f
 
 static int facility_decode(void *state, const struct cp_msg *msg, struct cp_batch *out)
 {
-        const struct facility_state *st = state;
+        const struct cp_tz *tz = state;
         char facility[CP_SENSOR_ID_MAX];
         int64_t ts, entries = 0, exits = 0;
         bool has_ts, has_entries, has_exits, has_levels;
@@ -208,7 +153,7 @@ static int facility_decode(void *state, const struct cp_msg *msg, struct cp_batc
         if (r < 0)
                 goto out_decref;
         /* Without init (a fuzzer, a test) there is no zone, and a time without offset is refused. */
-        r = cp_json_get_time(out, root, NULL, "timestamp", false, st ? st->tz : NULL, &ts, &has_ts);
+        r = cp_json_get_time(out, root, NULL, "timestamp", false, tz, &ts, &has_ts);
         if (r < 0)
                 goto out_decref;
         if (!has_ts)
@@ -241,7 +186,7 @@ out_decref:
 const struct cp_driver cp_driver_facility_json = {
     .abi = CP_DRIVER_ABI,
     .name = "facility_json",
-    .init = facility_init,
-    .free = facility_free,
+    .init = cp_driver_tz_init,
+    .free = cp_driver_tz_free,
     .decode = facility_decode,
 };

@@ -450,3 +450,65 @@ int cp_time_from_epoch(double v, int64_t *ret_ms)
         *ret_ms = ms;
         return 0;
 }
+
+/* ---- driver settings ---- */
+
+#define DEFAULT_TIMEZONE "Europe/Paris"
+
+static const char *driver_name(const struct cp_conf_section *conf)
+{
+        return conf && conf->driver ? conf->driver : "?";
+}
+
+int cp_conf_check_keys(const struct cp_conf_section *conf, const char *const *allowed, char *err, size_t errlen)
+{
+        for (size_t i = 0; conf && i < conf->n; i++) {
+                const char *k = conf->kv[i].key ? conf->kv[i].key : "";
+                bool ok = false;
+
+                for (size_t a = 0; allowed && allowed[a] && !ok; a++)
+                        ok = strcmp(k, allowed[a]) == 0;
+                if (!ok) {
+                        (void)snprintf(err, errlen, "driver.%s.%s: unknown key", driver_name(conf), k);
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
+int cp_conf_load_tz(const struct cp_conf_section *conf, struct cp_tz **ret, char *err, size_t errlen)
+{
+        const char *zone = cp_conf_get(conf, "timezone"), *driver = driver_name(conf);
+        int r;
+
+        if (!zone)
+                zone = DEFAULT_TIMEZONE;
+        r = cp_tz_load(zone, ret);
+        if (r == -ENOENT)
+                (void)snprintf(err, errlen, "driver.%s.timezone: unknown time zone '%s'", driver, zone);
+        else if (r == -EINVAL)
+                (void)snprintf(err, errlen, "driver.%s.timezone: invalid time zone name '%s'", driver, zone);
+        else if (r < 0)
+                (void)snprintf(err, errlen, "driver.%s.timezone: cannot load time zone '%s': %s", driver, zone,
+                               strerror(-r));
+        return r;
+}
+
+int cp_driver_tz_init(const struct cp_conf_section *conf, void **ret_state, char *err, size_t errlen)
+{
+        static const char *const keys[] = {"timezone", NULL};
+        struct cp_tz *tz;
+        int r;
+
+        if ((r = cp_conf_check_keys(conf, keys, err, errlen)) < 0)
+                return r;
+        if ((r = cp_conf_load_tz(conf, &tz, err, errlen)) < 0)
+                return r;
+        *ret_state = tz;
+        return 0;
+}
+
+void cp_driver_tz_free(void *state)
+{
+        cp_tz_free(state);
+}

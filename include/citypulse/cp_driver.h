@@ -94,7 +94,18 @@ struct cp_driver {
         int (*decode)(void *state, const struct cp_msg *msg, struct cp_batch *out);
 };
 
+struct cp_tz;
 /* --- helpers for drivers (drivers/drv_util.c; pure) --- */
+
+/* Refuses any key of conf that is not in allowed[] (NULL-terminated) with
+ * "driver.<name>.<key>: unknown key" in err. Returns 0 or -EINVAL. */
+int cp_conf_check_keys(const struct cp_conf_section *conf, const char *const *allowed, char *err, size_t errlen);
+/* Loads the zone named by conf's `timezone` (Europe/Paris when unset; the daemon always passes
+ * agg.timezone), with "driver.<name>.timezone: unknown time zone 'X'" in err on failure. */
+int cp_conf_load_tz(const struct cp_conf_section *conf, struct cp_tz **ret, char *err, size_t errlen);
+/* init/free for the many drivers whose only setting is `timezone`: the state is the struct cp_tz. */
+int cp_driver_tz_init(const struct cp_conf_section *conf, void **ret_state, char *err, size_t errlen);
+void cp_driver_tz_free(void *state);
 
 /* Records why decode failed and returns -EPROTO. The text is prefixed by nothing: drivers write
  * "decoded_payload.occupied is a string, expected boolean"; ingest adds the driver name.
