@@ -74,6 +74,7 @@ static const struct conf_key schema[] = {
         {"ods_push.url", T_STR, O(ods_push_url), NULL, 0, 0, 0},
         {"ods_push.pushkey_file", T_STR, O(ods_push_pushkey_file), NULL, 0, 0, 0},
         {"log.level", T_LEVEL, O(log_level), "info", 0, 0, 0},
+        {"log.summary_interval", T_DURATION, O(log_summary_interval_ms), "1m", 1000, 86400000, F_RESTART},
 };
 
 /* Keys that are not scalar rows of the table, for the documentation test. */

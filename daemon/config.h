@@ -66,6 +66,7 @@ struct cp_config {
         char *ods_push_url;
         char *ods_push_pushkey_file;
         int64_t log_level;
+        int64_t log_summary_interval_ms;
 
         struct cp_driver_kv *driver_kv;
         size_t n_driver_kv;

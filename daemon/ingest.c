@@ -144,3 +144,19 @@ void cp_ingest_message(struct cp_ingest *in, const char *topic, const void *payl
                 }
         }
 }
+
+void cp_ingest_expire_complaints(struct cp_ingest *in, int64_t now_ms, int64_t quiet_ms)
+{
+        char what[96];
+
+        for (size_t i = 0; i < cp_driver_count() && i < CP_MAX_DRIVERS; i++)
+                for (int r = 0; r < _CP_REASON_MAX; r++) {
+                        if (!in->drv[i].complaint[r].active)
+                                continue;
+                        snprintf(what, sizeof(what), "payloads driver=%s reason=%s", cp_driver_at(i)->name,
+                                 cp_reason_label((enum cp_reason)r));
+                        cp_complain_expire(&in->drv[i].complaint[r], now_ms, quiet_ms, "ingest", what);
+                }
+        cp_complain_expire(&in->no_route_complaint, now_ms, quiet_ms, "ingest", "payloads driver=none reason=no_route");
+        cp_complain_expire(&in->cap_complaint, now_ms, quiet_ms, "ingest", "unregistered sensor cap");
+}

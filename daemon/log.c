@@ -163,6 +163,7 @@ bool cp_complain(struct cp_complaint *c, int64_t now_ms, const char *module, con
         va_list ap;
 
         c->total++;
+        c->last_seen_ms = now_ms;
         if (c->active && now_ms - c->last_report_ms < c->interval_ms) {
                 c->suppressed++;
                 return false;
@@ -192,4 +193,11 @@ void cp_complain_release(struct cp_complaint *c, const char *module, const char 
         c->active = false;
         c->suppressed = 0;
         c->interval_ms = 0;
+}
+
+void cp_complain_expire(struct cp_complaint *c, int64_t now_ms, int64_t quiet_ms, const char *module,
+                        const char *what)
+{
+        if (c->active && now_ms - c->last_seen_ms >= quiet_ms)
+                cp_complain_release(c, module, what);
 }

@@ -45,6 +45,7 @@ const char *cp_log_quote(char *buf, size_t buflen, const char *s, size_t len);
  * counted and reported with exponential back-off (1 min, 2 min ... 1 h), and cp_complain_release()
  * logs "recovered" at NOTICE once the problem went away. */
 struct cp_complaint {
+        int64_t last_seen_ms;
         int64_t last_report_ms;
         int64_t interval_ms;
         uint64_t suppressed;
@@ -55,5 +56,9 @@ struct cp_complaint {
 bool cp_complain(struct cp_complaint *c, int64_t now_ms, const char *module, const char *fmt, ...)
         CP_PRINTF(4, 5);
 void cp_complain_release(struct cp_complaint *c, const char *module, const char *what);
+/* Releases the complaint ("recovered") when it has not recurred for quiet_ms. For problems with no
+ * success event of their own, such as a driver's reject reason. */
+void cp_complain_expire(struct cp_complaint *c, int64_t now_ms, int64_t quiet_ms, const char *module,
+                        const char *what);
 
 #endif

@@ -302,16 +302,18 @@ static void on_stats(uv_timer_t *t)
         const struct cp_ingest *in = &d->ingest;
         char status[256];
         uint64_t dm = in->messages - d->last_summary_messages;
+        double secs = (double)d->cfg->log_summary_interval_ms / 1000.0;
 
         d->last_summary_messages = in->messages;
+        cp_ingest_expire_complaints(&d->ingest, cp_now_ms(), d->cfg->log_summary_interval_ms);
         cp_log(CP_LOG_INFO, "stats",
                "summary messages=%" PRIu64 " per_s=%.1f readings=%" PRIu64 " stored=%" PRIu64 " rejects=%" PRIu64
                " no_route=%" PRIu64 " journal_errors=%" PRIu64 " store_queue=%" PRId64 " mqtt=%s unregistered=%zu",
-               in->messages, (double)dm / 60.0, in->readings, atomic_load(&d->storeq.readings_stored), in->rejects,
+               in->messages, (double)dm / secs, in->readings, atomic_load(&d->storeq.readings_stored), in->rejects,
                in->no_route, in->journal_errors, atomic_load(&d->storeq.queue_depth),
                cp_mqtt_state_name(d->mqtt.state), d->live.n_unregistered);
         snprintf(status, sizeof(status), "STATUS=mqtt %s, %" PRIu64 " messages (%.0f/s), %" PRIu64 " stored, %" PRIu64 " rejected",
-                 cp_mqtt_state_name(d->mqtt.state), in->messages, (double)dm / 60.0,
+                 cp_mqtt_state_name(d->mqtt.state), in->messages, (double)dm / secs,
                  atomic_load(&d->storeq.readings_stored), in->rejects);
         cp_sd_notify(status);
 }
@@ -490,7 +492,8 @@ static int run(struct cp_daemon *d, struct bundle *b)
         uv_timer_start(&d->rotate_timer, on_rotate, ROTATE_MS, ROTATE_MS);
         uv_timer_init(&d->loop, &d->stats_timer);
         d->stats_timer.data = d;
-        uv_timer_start(&d->stats_timer, on_stats, 60000, 60000);
+        uv_timer_start(&d->stats_timer, on_stats, (uint64_t)d->cfg->log_summary_interval_ms,
+                       (uint64_t)d->cfg->log_summary_interval_ms);
         uv_timer_init(&d->loop, &d->watchdog_timer);
         d->watchdog_timer.data = d;
         if ((wd = cp_sd_watchdog_usec()) > 0)

@@ -81,11 +81,20 @@ static void drop_poll(struct cp_mqtt_in *m)
         m->poll_events = 0;
 }
 
+static int64_t now_ms(void);
+
 static void connection_lost(struct cp_mqtt_in *m)
 {
         drop_poll(m);
         if (m->stopping)
                 return;
+        bool had_session = m->connected_since_ms != 0;
+
+        m->connected_since_ms = 0;
+        if (!had_session) /* a failed attempt; a lost session was already logged by on_disconnect */
+                cp_complain(&m->conn_complaint, now_ms(), "mqtt", "cannot reach the broker, retrying host=%s port=%d err='%s'",
+                            m->host, m->port,
+                            m->last_err == MOSQ_ERR_ERRNO ? strerror(m->last_errno) : mosquitto_strerror(m->last_err));
         set_state(m, CP_MQTT_DISCONNECTED);
         schedule_reconnect(m);
 }
@@ -98,6 +107,7 @@ static void read_burst(struct cp_mqtt_in *m)
                 errno = 0;
                 rc = mosquitto_loop_read(m->mosq, 1);
                 if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(m->mosq) < 0) {
+                        m->last_errno = errno;
                         m->last_err = rc;
                         if (mosquitto_socket(m->mosq) >= 0)
                                 (void)mosquitto_disconnect(m->mosq);
@@ -127,6 +137,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
         if ((events & UV_WRITABLE) && mosquitto_socket(m->mosq) >= 0) {
                 int rc = mosquitto_loop_write(m->mosq, 1);
                 if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(m->mosq) < 0) {
+                        m->last_errno = errno;
                         m->last_err = rc;
                         connection_lost(m);
                         return;
@@ -223,6 +234,7 @@ static void try_connect(struct cp_mqtt_in *m)
                 rc = mosquitto_reconnect_async(m->mosq);
         m->connects++;
         if (rc != MOSQ_ERR_SUCCESS) {
+                m->last_errno = errno;
                 m->last_err = rc;
                 cp_log(CP_LOG_DEBUG, "mqtt", "connect attempt failed host=%s port=%d err='%s'", m->host, m->port,
                        rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
@@ -350,6 +362,7 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags)
         }
         cp_log(CP_LOG_NOTICE, "mqtt", "connected host=%s port=%d session_present=%d", m->host, m->port,
                session_present);
+        cp_complain_release(&m->conn_complaint, "mqtt", "broker connection");
         m->ever_connected = true;
         set_state(m, CP_MQTT_CONNECTED);
         (void)mosquitto_publish(m->mosq, NULL, m->status_topic, 6, "online", 1, true);

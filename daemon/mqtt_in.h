@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "log.h"
 
 enum cp_mqtt_state {
         CP_MQTT_DISCONNECTED,
@@ -50,7 +51,9 @@ struct cp_mqtt_in {
         size_t n_subscribed;
         uint64_t connects, reconnects, disconnects, messages;
         int64_t connected_since_ms;
-        int last_err; /* MOSQ_ERR_* of the last failure */
+        int last_err;   /* MOSQ_ERR_* of the last failure */
+        int last_errno; /* errno when last_err is MOSQ_ERR_ERRNO */
+        struct cp_complaint conn_complaint;
         cp_mqtt_message_fn on_message;
         void (*on_state)(struct cp_mqtt_in *m, void *ud);
         void (*on_closed)(struct cp_mqtt_in *m, void *ud);
