@@ -27,22 +27,12 @@ static void join_path(char *buf, size_t size, const char *path, const char *key)
                 (void)snprintf(buf, size, key[0] == '[' ? "%s%s" : "%s.%s", path, key);
 }
 
-/* The shortest "%g" form that reads back as the same double: 0.1, not 0.10000000000000001. */
-static void fmt_double(double d, char *buf, size_t size)
-{
-        for (int prec = 1; prec <= 17; prec++) {
-                (void)snprintf(buf, size, "%.*g", prec, d);
-                if (strtod(buf, NULL) == d)
-                        return;
-        }
-}
-
-static void fmt_number(const json_t *v, char *buf, size_t size)
+void cp_json_fmt_number(const json_t *v, char *buf, size_t size)
 {
         if (json_is_integer(v))
                 (void)snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         else
-                fmt_double(json_number_value(v), buf, size);
+                cp_fmt_double_g(json_number_value(v), buf, size);
 }
 
 const char *cp_json_type_name(const json_t *v)
@@ -126,6 +116,364 @@ int cp_json_load(const struct cp_msg *msg, struct cp_batch *b, json_t **ret_root
         return 0;
 }
 
+int cp_json_load_object(const struct cp_msg *msg, struct cp_batch *b, json_t **ret_root)
+{
+        json_t *root;
+        int r = cp_json_load(msg, b, &root);
+
+        if (r < 0)
+                return r;
+        if (!json_is_object(root)) {
+                r = cp_json_fail_type(b, NULL, "payload", root, "object");
+                json_decref(root);
+                return r;
+        }
+        *ret_root = root;
+        return 0;
+}
+
+/* ---- the pruned load (cp_json_load_pruned) ----
+ *
+ * jansson reads a document byte by byte through a callback and builds a value for every member: a
+ * 2 KB TTS envelope costs ~30 us, almost all of it in rx_metadata, settings and correlation_ids that no
+ * reading needs. The scanner below checks the whole document against the JSON grammar and copies only
+ * the members the keep table names. Every check mirrors one of jansson's (load.c), so that a document
+ * the scanner accepts is one jansson accepts with the same values; where mirroring would take more
+ * than a few lines (unescaping, big numbers, deep nesting) it gives up instead. */
+
+#define SCAN_MAX_DEPTH  64
+#define SCAN_MAX_NUMBER 40 /* bytes; with at most 2 exponent digits no double overflows */
+
+/* Its own sub table, so that everything below a kept-whole value is kept whole too. */
+const struct cp_json_keep cp_json_keep_all[] = {{NULL, cp_json_keep_all}};
+
+struct scanner {
+        const char *p, *end;
+        unsigned depth;
+};
+
+static bool scan_value(struct scanner *s, const struct cp_json_keep *sub, json_t **ret);
+
+/* Bytes that stand for themselves inside a string: ASCII from 0x20, but '"' (0x22) and '\\' (0x5c). */
+static const bool plain_byte[256] = {[0x20 ... 0x21] = true, [0x23 ... 0x5b] = true, [0x5d ... 0x7f] = true};
+
+/* JSON's white space: space, tab, line feed, carriage return. */
+static const bool ws_byte[256] = {[' '] = true, ['\t'] = true, ['\n'] = true, ['\r'] = true};
+
+static inline void skip_ws(struct scanner *s)
+{
+        while (s->p < s->end && ws_byte[(unsigned char)*s->p])
+                s->p++;
+}
+
+static bool is_digit(const struct scanner *s, const char *q)
+{
+        return q < s->end && *q >= '0' && *q <= '9';
+}
+
+/* The 4 hex digits of a \u escape at q, or -1. */
+static long hex4(const struct scanner *s, const char *q)
+{
+        long v = 0;
+
+        if (s->end - q < 4)
+                return -1;
+        for (int i = 0; i < 4; i++) {
+                char c = q[i];
+
+                v <<= 4;
+                if (c >= '0' && c <= '9')
+                        v |= c - '0';
+                else if (c >= 'a' && c <= 'f')
+                        v |= c - 'a' + 10;
+                else if (c >= 'A' && c <= 'F')
+                        v |= c - 'A' + 10;
+                else
+                        return -1;
+        }
+        return v;
+}
+
+/* The escape after the backslash at q, as jansson accepts it: \" \\ \/ \b \f \n \r \t, or \uXXXX that
+ * is not \u0000, with surrogates only in high-low pairs. Returns the bytes after the backslash, or 0. */
+static size_t escape_len(const struct scanner *s, const char *q)
+{
+        long v, lo;
+
+        if (q + 1 >= s->end)
+                return 0;
+        if (strchr("\"\\/bfnrt", q[1]) && q[1] != '\0')
+                return 1;
+        if (q[1] != 'u' || (v = hex4(s, q + 2)) <= 0 || (v >= 0xdc00 && v <= 0xdfff))
+                return 0;
+        if (v < 0xd800 || v > 0xdbff)
+                return 5;
+        if (s->end - q < 12 || q[6] != '\\' || q[7] != 'u' || (lo = hex4(s, q + 8)) < 0xdc00 || lo > 0xdfff)
+                return 0;
+        return 11;
+}
+
+/* A string; *s->p is the opening quote. Well-formed UTF-8 is accepted; escapes only when the string
+ * is skipped (ret NULL), since a kept string or a key would have to be unescaped. */
+static bool scan_string(struct scanner *s, const char **ret, size_t *ret_len)
+{
+        const char *q = s->p + 1;
+
+        while (q < s->end) {
+                unsigned char c;
+                uint32_t cp;
+                size_t n;
+
+                /* The common case, a run of plain bytes, in a tight loop. */
+                while (q < s->end && plain_byte[(unsigned char)*q])
+                        q++;
+                if (q >= s->end)
+                        break;
+                c = (unsigned char)*q;
+                if (c == '"') {
+                        if (ret) {
+                                *ret = s->p + 1;
+                                *ret_len = (size_t)(q - *ret);
+                        }
+                        s->p = q + 1;
+                        return true;
+                }
+                if (c < 0x20)
+                        return false;
+                n = c == '\\' ? (ret ? 0 : escape_len(s, q))
+                              : cp_utf8_seq((const uint8_t *)q, (size_t)(s->end - q), &cp);
+                if (n == 0)
+                        return false;
+                q += c == '\\' ? n + 1 : n;
+        }
+        return false;
+}
+
+/* RFC 8259 number; integers of up to 18 digits and reals of up to SCAN_MAX_NUMBER bytes with at
+ * most two exponent digits, so that neither strtoll() nor strtod() can overflow. */
+static bool scan_number(struct scanner *s, json_t **ret)
+{
+        const char *q = s->p, *exp;
+        char buf[SCAN_MAX_NUMBER + 1];
+        bool real = false;
+        size_t len;
+
+        if (q < s->end && *q == '-')
+                q++;
+        if (!is_digit(s, q))
+                return false;
+        if (*q == '0')
+                q++;
+        else
+                while (is_digit(s, q))
+                        q++;
+        if (q < s->end && *q == '.') {
+                real = true;
+                if (!is_digit(s, ++q))
+                        return false;
+                while (is_digit(s, q))
+                        q++;
+        }
+        if (q < s->end && (*q == 'e' || *q == 'E')) {
+                real = true;
+                if (++q < s->end && (*q == '+' || *q == '-'))
+                        q++;
+                exp = q;
+                if (!is_digit(s, q))
+                        return false;
+                while (is_digit(s, q))
+                        q++;
+                if (q - exp > 2)
+                        return false;
+        }
+        len = (size_t)(q - s->p);
+        if (len > SCAN_MAX_NUMBER || (!real && len - (*s->p == '-') > 18))
+                return false;
+        if (ret && !real) {
+                /* At most 18 digits: the value fits an int64 exactly, as strtoll() would give it. */
+                bool neg = *s->p == '-';
+                json_int_t v = 0;
+
+                for (const char *d = s->p + neg; d < q; d++)
+                        v = v * 10 + (*d - '0');
+                if (!(*ret = json_integer(neg ? -v : v)))
+                        return false;
+        } else if (ret) {
+                memcpy(buf, s->p, len);
+                buf[len] = '\0';
+                if (!(*ret = json_real(strtod(buf, NULL))))
+                        return false;
+        }
+        s->p = q;
+        return true;
+}
+
+static bool scan_literal(struct scanner *s, const char *word, json_t *v, json_t **ret)
+{
+        size_t n = strlen(word);
+
+        if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+                return false;
+        s->p += n;
+        if (ret)
+                *ret = v;
+        return true;
+}
+
+/* The entry of table k for key[0..len), which holds no NUL (scan_string() refuses control bytes). */
+static const struct cp_json_keep *find_keep(const struct cp_json_keep *k, const char *key, size_t len)
+{
+        char first = len ? key[0] : '\0';
+
+        if (k == CP_JSON_KEEP_ALL)
+                return k;
+        /* Every payload key is looked up, most of them in vain: the first byte settles nearly all, and
+         * the rest is compared by hand rather than through a library call. */
+        for (; k->key; k++) {
+                size_t i = 1;
+
+                if (k->key[0] != first)
+                        continue;
+                while (i < len && k->key[i] == key[i])
+                        i++;
+                if (i >= len && k->key[len] == '\0')
+                        return k;
+        }
+        return NULL;
+}
+
+/* One "key": value member of an object; with obj, the value is copied into it as sub says (a
+ * duplicate key replaces the earlier value, as in jansson). */
+static bool scan_member(struct scanner *s, const struct cp_json_keep *sub, json_t *obj)
+{
+        const struct cp_json_keep *k = NULL;
+        json_t *v = NULL;
+        const char *key;
+        size_t klen;
+
+        skip_ws(s);
+        /* A key is only read where members are kept; elsewhere it may hold escapes. */
+        if (s->p >= s->end || *s->p != '"' || !scan_string(s, obj && sub ? &key : NULL, &klen))
+                return false;
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != ':')
+                return false;
+        s->p++;
+        if (obj && sub)
+                k = find_keep(sub, key, klen);
+        if (!scan_value(s, k ? k->sub : NULL, k ? &v : NULL))
+                return false;
+        /* The key is valid UTF-8 without escapes (scan_string() checked it); the setter takes v even
+         * when it fails. */
+        return !v || json_object_setn_new_nocheck(obj, key, klen, v) == 0;
+}
+
+/* One element of an array; with arr, copied into it by sub (an array kept as a leaf stays empty). */
+static bool scan_element(struct scanner *s, const struct cp_json_keep *sub, json_t *arr)
+{
+        json_t *v = NULL;
+
+        if (!scan_value(s, sub, arr && sub ? &v : NULL))
+                return false;
+        /* json_array_append_new() takes v even when it fails. */
+        return !v || json_array_append_new(arr, v) == 0;
+}
+
+/* An object or an array, *s->p being its opening bracket; with ret, a new one holding what sub keeps
+ * (scan_member(), scan_element()). */
+static bool scan_container(struct scanner *s, const struct cp_json_keep *sub, json_t **ret)
+{
+        bool is_object = *s->p == '{';
+        char close = is_object ? '}' : ']';
+        json_t *c = NULL;
+
+        if (++s->depth > SCAN_MAX_DEPTH)
+                return false;
+        s->p++;
+        if (ret && !(c = is_object ? json_object() : json_array()))
+                return false;
+        skip_ws(s);
+        if (s->p < s->end && *s->p == close) {
+                s->p++;
+                goto out_done;
+        }
+        for (;;) {
+                if (!(is_object ? scan_member(s, sub, c) : scan_element(s, sub, c)))
+                        goto out_fail;
+                skip_ws(s);
+                if (s->p < s->end && *s->p == ',') {
+                        s->p++;
+                        continue;
+                }
+                if (s->p < s->end && *s->p == close) {
+                        s->p++;
+                        break;
+                }
+                goto out_fail;
+        }
+out_done:
+        s->depth--;
+        if (ret)
+                *ret = c;
+        return true;
+out_fail:
+        json_decref(c);
+        return false;
+}
+
+/* One value; with ret, its copy (a new reference) as `sub` says (struct cp_json_keep). On failure
+ * nothing is left allocated. */
+static bool scan_value(struct scanner *s, const struct cp_json_keep *sub, json_t **ret)
+{
+        const char *str;
+        size_t len;
+
+        skip_ws(s);
+        if (s->p >= s->end)
+                return false;
+        switch (*s->p) {
+        case '{':
+        case '[':
+                return scan_container(s, sub, ret);
+        case '"':
+                if (!scan_string(s, ret ? &str : NULL, &len))
+                        return false;
+                return !ret || (*ret = json_stringn_nocheck(str, len)) != NULL;
+        case 't':
+                return scan_literal(s, "true", json_true(), ret);
+        case 'f':
+                return scan_literal(s, "false", json_false(), ret);
+        case 'n':
+                return scan_literal(s, "null", json_null(), ret);
+        default:
+                return scan_number(s, ret);
+        }
+}
+
+int cp_json_load_pruned(const struct cp_msg *msg, struct cp_batch *b, const struct cp_json_keep *keep,
+                        json_t **ret_root)
+{
+        struct scanner s;
+        json_t *root = NULL;
+
+        if (!msg || !b || !ret_root)
+                return -EINVAL;
+        /* Empty and oversized payloads go straight to the loader, which names the problem. */
+        if (!msg->payload || msg->len == 0 || msg->len > CP_JSON_MAX_BYTES)
+                return cp_json_load_object(msg, b, ret_root);
+        s = (struct scanner){(const char *)msg->payload, (const char *)msg->payload + msg->len, 0};
+        skip_ws(&s);
+        if (s.p < s.end && *s.p == '{' && scan_value(&s, keep, &root)) {
+                skip_ws(&s);
+                if (s.p == s.end) {
+                        *ret_root = root;
+                        return 0;
+                }
+                json_decref(root);
+        }
+        return cp_json_load_object(msg, b, ret_root);
+}
+
 /* Returns 1 with *ret_v set, 0 for an absent optional field, or a negative errno. */
 static int lookup(struct cp_batch *b, const json_t *obj, const char *path, const char *key, bool required,
                   json_t **ret_v, bool *ret_present)
@@ -174,7 +522,7 @@ static int count_fail(struct cp_batch *b, const char *path, const char *key, con
         char name[NAME_LEN], num[40];
 
         join_path(name, sizeof(name), path, key);
-        fmt_number(v, num, sizeof(num));
+        cp_json_fmt_number(v, num, sizeof(num));
         return cp_batch_fail(b, CP_REASON_OUT_OF_RANGE, "%s is %s, expected %s", name, num, expected);
 }
 
@@ -349,7 +697,7 @@ int cp_json_get_time(struct cp_batch *b, const json_t *obj, const char *path, co
                                          json_string_value(v));
         } else if (json_is_number(v)) {
                 if (cp_time_from_epoch(json_number_value(v), &ms) < 0) {
-                        fmt_number(v, num, sizeof(num));
+                        cp_json_fmt_number(v, num, sizeof(num));
                         return time_fail(b, path, key, " %s is not between 1970 and 2200", num);
                 }
         } else {

@@ -139,16 +139,10 @@ static int facility_decode(void *state, const struct cp_msg *msg, struct cp_batc
         struct counts c;
         int r;
 
-        out->n = 0;
-        out->reason = CP_REASON_NONE;
-        out->text[0] = '\0';
-        r = cp_json_load(msg, out, &root);
+        cp_batch_reset(out);
+        r = cp_json_load_object(msg, out, &root);
         if (r < 0)
                 return r;
-        if (!json_is_object(root)) {
-                r = cp_json_fail_type(out, NULL, "payload", root, "object");
-                goto out_decref;
-        }
         r = cp_json_get_id(out, root, NULL, "facility", false, facility);
         if (r < 0)
                 goto out_decref;

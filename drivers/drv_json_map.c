@@ -29,10 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_TIMEZONE "Europe/Paris"
-#define PTR_MAX_LEN      255
-#define PTR_MAX_TOKENS   16
-#define TOPIC_LEVEL_MAX  64
+#define PTR_MAX_LEN    255
+#define PTR_MAX_TOKENS 16
 
 /* One RFC 6901 pointer, parsed. Token i is buf[off..off+len) (unescaped); `end` is where it ends in
  * text, so that texts can name the part of the pointer that failed. */
@@ -46,12 +44,6 @@ struct jptr {
         unsigned n;
 };
 
-/* Where a topic holds the device id: level `level`, through the last one with to_end. */
-struct topic_span {
-        int level; /* 1 = first, -1 = last; 0: the topic holds no id */
-        bool to_end;
-};
-
 struct mapping {
         enum cp_quantity q;
         double scale;
@@ -63,7 +55,7 @@ struct json_map_state {
         struct cp_tz *tz;
         bool has_id, has_time;
         struct jptr id, time;
-        struct topic_span id_span;
+        struct cp_topic_span id_span; /* level 0: the topic holds no id */
         size_t nmap;
         struct mapping map[_CP_Q_MAX];
 };
@@ -130,23 +122,6 @@ static const char *parse_pointer(const char *s, size_t len, struct jptr *p)
         return NULL;
 }
 
-/* "N" (one level) or "N.." (level N to the last): 1 = first level, -1 = last. */
-static int parse_level(const char *s, struct topic_span *ret)
-{
-        char *end;
-        long v;
-
-        errno = 0;
-        v = strtol(s, &end, 10);
-        if (errno || end == s || v == 0 || v > TOPIC_LEVEL_MAX || v < -TOPIC_LEVEL_MAX)
-                return -EINVAL;
-        ret->to_end = strcmp(end, "..") == 0;
-        if (*end && !ret->to_end)
-                return -EINVAL;
-        ret->level = (int)v;
-        return 0;
-}
-
 /* "<pointer>[*<scale>]"; spaces around '*' are allowed. */
 static int parse_mapping(const char *driver, const char *key, const char *value, struct mapping *m, char *err,
                          size_t errlen)
@@ -190,21 +165,6 @@ static int parse_mapping(const char *driver, const char *key, const char *value,
         return 0;
 }
 
-static int load_zone(const char *driver, const char *zone, struct json_map_state *st, char *err,
-                     size_t errlen)
-{
-        int r = cp_tz_load(zone, &st->tz);
-
-        if (r == -ENOENT)
-                (void)snprintf(err, errlen, "driver.%s.timezone: unknown time zone '%s'", driver, zone);
-        else if (r == -EINVAL)
-                (void)snprintf(err, errlen, "driver.%s.timezone: invalid time zone name '%s'", driver, zone);
-        else if (r < 0)
-                (void)snprintf(err, errlen, "driver.%s.timezone: cannot load time zone '%s': %s", driver,
-                               zone, strerror(-r));
-        return r;
-}
-
 static int read_key(const char *driver, const char *key, const char *value, struct json_map_state *st,
                     char *err, size_t errlen)
 {
@@ -223,16 +183,8 @@ static int read_key(const char *driver, const char *key, const char *value, stru
                 *(is_id ? &st->has_id : &st->has_time) = true;
                 return 0;
         }
-        if (strcmp(key, "id_topic_level") == 0) {
-                if (parse_level(value, &st->id_span) == 0)
-                        return 0;
-                (void)snprintf(
-                    err, errlen,
-                    "driver.%s.id_topic_level: '%s' is not a topic level: N or N.. with N in 1..%d "
-                    "from the start or -1..-%d from the end",
-                    driver, value, TOPIC_LEVEL_MAX, TOPIC_LEVEL_MAX);
-                return -EINVAL;
-        }
+        if (strcmp(key, "id_topic_level") == 0)
+                return cp_conf_parse_topic_span(driver, key, value, &st->id_span, err, errlen);
         if (strncmp(key, "map.", 4) == 0) {
                 struct mapping *m = &st->map[st->nmap];
 
@@ -254,7 +206,6 @@ static int read_key(const char *driver, const char *key, const char *value, stru
 static int json_map_init(const struct cp_conf_section *conf, void **ret_state, char *err, size_t errlen)
 {
         const char *driver = conf && conf->driver ? conf->driver : "json_map";
-        const char *zone = cp_conf_get(conf, "timezone");
         struct json_map_state *st;
         int r = -EINVAL;
 
@@ -284,7 +235,7 @@ static int json_map_init(const struct cp_conf_section *conf, void **ret_state, c
                 (void)snprintf(err, errlen, "driver.%s: no map.<quantity> key, nothing to read", driver);
                 goto out_free;
         }
-        r = load_zone(driver, zone ? zone : DEFAULT_TIMEZONE, st, err, errlen);
+        r = cp_conf_load_tz(conf, &st->tz, err, errlen);
         if (r < 0)
                 goto out_free;
         *ret_state = st;
@@ -295,20 +246,6 @@ out_free:
 }
 
 /* ---- decoding ---- */
-
-/* A whole number as digits, else the shortest "%g" form that reads back as the same double. */
-static void fmt_double(double d, char *buf, size_t size)
-{
-        if (d == floor(d) && fabs(d) < 1e15) {
-                (void)snprintf(buf, size, "%.0f", d);
-                return;
-        }
-        for (int prec = 1; prec <= 17; prec++) {
-                (void)snprintf(buf, size, "%.*g", prec, d);
-                if (strtod(buf, NULL) == d)
-                        return;
-        }
-}
 
 /* Walks p from root. Returns 1 with *ret set, 0 when the value is absent (a missing member, an index
  * past the end, a null on the way), or -EPROTO when the document has another shape than the pointer
@@ -351,25 +288,6 @@ static const char *ptr_name(const struct jptr *p)
         return p->text[0] ? p->text : "payload";
 }
 
-static bool topic_span_get(const char *topic, const struct topic_span *span, const char **ret,
-                           size_t *ret_len)
-{
-        size_t n = 1, first, len = strlen(topic);
-        const char *p = topic, *end;
-
-        for (size_t i = 0; i < len; i++)
-                n += topic[i] == '/';
-        if ((span->level > 0 && (size_t)span->level > n) || (span->level < 0 && (size_t)-span->level > n))
-                return false;
-        first = span->level > 0 ? (size_t)span->level : n + 1 - (size_t)-span->level;
-        for (size_t i = 1; i < first; i++)
-                p = strchr(p, '/') + 1;
-        end = span->to_end ? NULL : strchr(p, '/');
-        *ret = p;
-        *ret_len = end ? (size_t)(end - p) : strlen(p);
-        return true;
-}
-
 static int id_problem(struct cp_batch *b, const char *what, const char *s, size_t len)
 {
         const char *problem = cp_sensor_id_problem(s, len);
@@ -396,7 +314,7 @@ static int read_id(struct cp_batch *b, const struct json_map_state *st, const st
         if (st->id_span.level) {
                 (void)snprintf(what, sizeof(what), "topic level %d%s", st->id_span.level,
                                st->id_span.to_end ? ".." : "");
-                if (!msg->topic || !topic_span_get(msg->topic, &st->id_span, &tl, &tl_len))
+                if (!msg->topic || !cp_topic_span_get(msg->topic, &st->id_span, &tl, &tl_len))
                         return cp_batch_fail(b, CP_REASON_MISSING_FIELD, "topic '%s' has no level %d",
                                              msg->topic ? msg->topic : "", st->id_span.level);
                 r = id_problem(b, what, tl, tl_len);
@@ -466,46 +384,11 @@ static int read_time(struct cp_batch *b, const struct json_map_state *st, json_t
                 return cp_batch_fail(b, CP_REASON_WRONG_TYPE, "%s is %s, expected string or number", name,
                                      cp_json_type_name(v));
         if (cp_time_from_epoch(json_number_value(v), ret_ms) < 0) {
-                fmt_double(json_number_value(v), num, sizeof(num));
+                cp_fmt_double(json_number_value(v), num, sizeof(num));
                 return cp_batch_fail(b, CP_REASON_BAD_TIMESTAMP, "%s %s is not between 1970 and 2200", name,
                                      num);
         }
         return 0;
-}
-
-/* Why `v` cannot be a value of `q`, or NULL. */
-static const char *range_problem(enum cp_quantity q, double v)
-{
-        switch (q) {
-        case CP_Q_OCCUPIED:
-                return v != 0 && v != 1 ? "expected 0 or 1" : NULL;
-        case CP_Q_FREE_SPACES:
-        case CP_Q_TOTAL_SPACES:
-        case CP_Q_OCCUPIED_SPACES:
-        case CP_Q_ENTRIES_TOTAL:
-        case CP_Q_EXITS_TOTAL:
-                return v < 0 || v != floor(v) || v > CP_JSON_COUNT_MAX
-                           ? "expected a whole number 0..1000000000"
-                           : NULL;
-        case CP_Q_ENERGY_IMPORT_KWH:
-        case CP_Q_ENERGY_EXPORT_KWH:
-        case CP_Q_APPARENT_POWER_VA:
-        case CP_Q_VOLTAGE_V:
-        case CP_Q_VOLTAGE_V_L1:
-        case CP_Q_VOLTAGE_V_L2:
-        case CP_Q_VOLTAGE_V_L3:
-        case CP_Q_BATTERY_V:
-        case CP_Q_FREQUENCY_HZ:
-                return v < 0 ? "expected >= 0" : NULL;
-        case CP_Q_POWER_FACTOR:
-                return v < -1 || v > 1 ? "expected -1..1" : NULL;
-        case CP_Q_HUMIDITY_PCT:
-                return v < 0 || v > 100 ? "expected 0..100" : NULL;
-        case CP_Q_TEMPERATURE_C:
-                return v < -273.15 ? "expected >= -273.15" : NULL;
-        default:
-                return NULL;
-        }
 }
 
 static int read_value(struct cp_batch *b, const struct mapping *m, json_t *root, bool *ret_present,
@@ -534,14 +417,14 @@ static int read_value(struct cp_batch *b, const struct mapping *m, json_t *root,
         d *= m->scale;
         /* Numbers are formatted only for a text: snprintf costs more than the rest of the mapping. */
         if (!isfinite(d)) {
-                fmt_double(raw, num, sizeof(num));
+                cp_fmt_double(raw, num, sizeof(num));
                 return cp_batch_fail(b, CP_REASON_OUT_OF_RANGE, "%s %s times %g is out of range", name, num,
                                      m->scale);
         }
-        problem = range_problem(m->q, d);
+        problem = cp_quantity_range_problem(m->q, d);
         if (problem) {
-                fmt_double(raw, num, sizeof(num));
-                fmt_double(d, scaled, sizeof(scaled));
+                cp_fmt_double(raw, num, sizeof(num));
+                cp_fmt_double(d, scaled, sizeof(scaled));
                 if (m->has_scale)
                         return cp_batch_fail(b, CP_REASON_OUT_OF_RANGE, "%s %s gives %s %s, %s", name, num,
                                              cp_quantity_name(m->q), scaled, problem);
@@ -561,9 +444,7 @@ static int json_map_decode(void *state, const struct cp_msg *msg, struct cp_batc
         int64_t ts;
         int r;
 
-        out->n = 0;
-        out->reason = CP_REASON_NONE;
-        out->text[0] = '\0';
+        cp_batch_reset(out);
         /* Without init there is no mapping at all. */
         if (!st)
                 return cp_batch_fail(out, CP_REASON_UNSUPPORTED, "json_map has no mapping configured");

@@ -406,9 +406,7 @@ static int ngsi_decode(void *state, const struct cp_msg *msg, struct cp_batch *o
         json_t *root = NULL, *body;
         int r;
 
-        out->n = 0;
-        out->reason = CP_REASON_NONE;
-        out->text[0] = '\0';
+        cp_batch_reset(out);
         r = cp_json_load(msg, out, &root);
         if (r < 0)
                 return r;

@@ -95,16 +95,10 @@ static int nwave_decode(void *state, const struct cp_msg *msg, struct cp_batch *
         int64_t ts;
         int r;
 
-        out->n = 0;
-        out->reason = CP_REASON_NONE;
-        out->text[0] = '\0';
-        r = cp_json_load(msg, out, &root);
+        cp_batch_reset(out);
+        r = cp_json_load_object(msg, out, &root);
         if (r < 0)
                 return r;
-        if (!json_is_object(root)) {
-                r = cp_json_fail_type(out, NULL, "payload", root, "object");
-                goto out_decref;
-        }
         r = cp_json_get_array(out, root, NULL, POSITIONS, true, &positions, NULL);
         if (r < 0)
                 goto out_decref;

@@ -41,16 +41,9 @@
 /* cp_time_from_epoch() reads larger numbers as ms; as SenML seconds they lie past 2200 anyway. */
 #define SENML_SECONDS_MAX 1e11
 #define SENML_VERSION     10
-#define TOPIC_LEVEL_MAX   64
-
-/* Where a topic holds the device id: level `level`, through the last one with to_end. */
-struct topic_span {
-        int level; /* 1 = first, -1 = last; 0: the topic holds no id */
-        bool to_end;
-};
 
 struct senml_state {
-        struct topic_span id_span;
+        struct cp_topic_span id_span; /* level 0: the topic holds no id */
 };
 
 enum unit_kind { U_POWER, U_ENERGY, U_VOLT, U_CURRENT, U_APPARENT, U_REACTIVE, U_TEMP, U_HUMIDITY, U_FREQ };
@@ -93,23 +86,6 @@ static void senml_free(void *state)
         free(state);
 }
 
-/* "N" (one level) or "N.." (level N to the last): 1 = first level, -1 = last. */
-static int parse_level(const char *s, struct topic_span *ret)
-{
-        char *end;
-        long v;
-
-        errno = 0;
-        v = strtol(s, &end, 10);
-        if (errno || end == s || v == 0 || v > TOPIC_LEVEL_MAX || v < -TOPIC_LEVEL_MAX)
-                return -EINVAL;
-        ret->to_end = strcmp(end, "..") == 0;
-        if (*end && !ret->to_end)
-                return -EINVAL;
-        ret->level = (int)v;
-        return 0;
-}
-
 static int senml_init(const struct cp_conf_section *conf, void **ret_state, char *err, size_t errlen)
 {
         const char *driver = conf && conf->driver ? conf->driver : "senml";
@@ -130,13 +106,8 @@ static int senml_init(const struct cp_conf_section *conf, void **ret_state, char
                         (void)snprintf(err, errlen, "driver.%s.%s: unknown key", driver, key);
                         goto out_free;
                 }
-                if (parse_level(value, &st->id_span) < 0) {
-                        (void)snprintf(err, errlen,
-                                       "driver.%s.id_topic_level: '%s' is not a topic level: N or N.. with N "
-                                       "in 1..%d from the start or -1..-%d from the end",
-                                       driver, value, TOPIC_LEVEL_MAX, TOPIC_LEVEL_MAX);
+                if (cp_conf_parse_topic_span(driver, key, value, &st->id_span, err, errlen) < 0)
                         goto out_free;
-                }
         }
         *ret_state = st;
         return 0;
@@ -147,46 +118,11 @@ out_free:
 
 /* ---- helpers ---- */
 
-/* The part of `topic` that `span` names, into *ret and *ret_len; false if the topic is too short. */
-static bool topic_span_get(const char *topic, const struct topic_span *span, const char **ret,
-                           size_t *ret_len)
-{
-        size_t n = 1, first, len = strlen(topic);
-        const char *p = topic, *end;
-
-        for (size_t i = 0; i < len; i++)
-                n += topic[i] == '/';
-        if ((span->level > 0 && (size_t)span->level > n) || (span->level < 0 && (size_t)-span->level > n))
-                return false;
-        first = span->level > 0 ? (size_t)span->level : n + 1 - (size_t)-span->level;
-        for (size_t i = 1; i < first; i++)
-                p = strchr(p, '/') + 1;
-        end = span->to_end ? NULL : strchr(p, '/');
-        *ret = p;
-        *ret_len = end ? (size_t)(end - p) : strlen(p);
-        return true;
-}
-
 /* "2" or "2..", for texts. */
-static const char *span_name(const struct topic_span *span, char *buf, size_t size)
+static const char *span_name(const struct cp_topic_span *span, char *buf, size_t size)
 {
         (void)snprintf(buf, size, "%d%s", span->level, span->to_end ? ".." : "");
         return buf;
-}
-
-/* A whole number as digits ("-300", not "-3e+02"), else the shortest "%g" form that reads back as the
- * same double. */
-static void fmt_double(double d, char *buf, size_t size)
-{
-        if (d == floor(d) && fabs(d) < 1e15) {
-                (void)snprintf(buf, size, "%.0f", d);
-                return;
-        }
-        for (int prec = 1; prec <= 17; prec++) {
-                (void)snprintf(buf, size, "%.*g", prec, d);
-                if (strtod(buf, NULL) == d)
-                        return;
-        }
 }
 
 /* Case-insensitive search of `word` in s[len]. */
@@ -419,29 +355,6 @@ static bool choose_quantity(const struct record *rec, enum unit_kind kind, const
         return rec->has_v;
 }
 
-/* Why `v` cannot be a value of `q`, or NULL. */
-static const char *range_problem(enum cp_quantity q, double v)
-{
-        switch (q) {
-        case CP_Q_ENERGY_IMPORT_KWH:
-        case CP_Q_ENERGY_EXPORT_KWH:
-        case CP_Q_APPARENT_POWER_VA:
-        case CP_Q_VOLTAGE_V:
-        case CP_Q_VOLTAGE_V_L1:
-        case CP_Q_VOLTAGE_V_L2:
-        case CP_Q_VOLTAGE_V_L3:
-        case CP_Q_BATTERY_V:
-        case CP_Q_FREQUENCY_HZ:
-                return v < 0 ? "expected >= 0" : NULL;
-        case CP_Q_HUMIDITY_PCT:
-                return v < 0 || v > 100 ? "expected 0..100" : NULL;
-        case CP_Q_TEMPERATURE_C:
-                return v < -273.15 ? "expected >= -273.15" : NULL;
-        default:
-                return NULL;
-        }
-}
-
 /* bt + t in UTC ms: Unix seconds from 2^28 up, relative to the receive time below. */
 static int resolve_time(struct cp_batch *b, const char *path, double t, int64_t rx_ms, int64_t *ret_ms)
 {
@@ -458,7 +371,7 @@ static int resolve_time(struct cp_batch *b, const char *path, double t, int64_t 
                         return 0;
                 }
         }
-        fmt_double(t, num, sizeof(num));
+        cp_fmt_double(t, num, sizeof(num));
         return cp_batch_fail(b, CP_REASON_BAD_TIMESTAMP, "%s time %s is not between 1970 and 2200", path,
                              num);
 }
@@ -475,7 +388,7 @@ static int resolve_id(struct cp_batch *b, const struct senml_state *st, const st
 
         if (st && st->id_span.level) {
                 span_name(&st->id_span, lv, sizeof(lv));
-                if (!msg->topic || !topic_span_get(msg->topic, &st->id_span, &tl, &tl_len))
+                if (!msg->topic || !cp_topic_span_get(msg->topic, &st->id_span, &tl, &tl_len))
                         return cp_batch_fail(b, CP_REASON_MISSING_FIELD, "topic '%s' has no level %d",
                                              msg->topic ? msg->topic : "", st->id_span.level);
                 if (tl_len == 0)
@@ -565,10 +478,10 @@ static int decode_records(const struct senml_state *st, const struct cp_msg *msg
 
         for (size_t i = 0; i < nrec; i++) {
                 json_t *obj = json_array_get(root, i);
-                const char *unit, *hint;
-                size_t hint_len, u;
+                const char *unit, *hint = NULL;
+                size_t hint_len = 0, u;
                 struct record rec;
-                enum cp_quantity q;
+                enum cp_quantity q = _CP_Q_MAX;
                 bool use_sum;
                 double value;
                 int64_t ts;
@@ -619,12 +532,12 @@ static int decode_records(const struct senml_state *st, const struct cp_msg *msg
                 if (!isfinite(value))
                         return cp_batch_fail(out, CP_REASON_OUT_OF_RANGE, "%s %s is not a finite number",
                                              path, cp_quantity_name(q));
-                if (range_problem(q, value)) {
+                if (cp_quantity_range_problem(q, value)) {
                         char num[40];
 
-                        fmt_double(value, num, sizeof(num));
+                        cp_fmt_double(value, num, sizeof(num));
                         return cp_batch_fail(out, CP_REASON_OUT_OF_RANGE, "%s %s is %s, %s", path,
-                                             cp_quantity_name(q), num, range_problem(q, value));
+                                             cp_quantity_name(q), num, cp_quantity_range_problem(q, value));
                 }
                 /* Two values for one sensor, quantity and time: no way to tell which is right. */
                 for (size_t j = 0; j < out->n; j++) {
@@ -649,9 +562,7 @@ static int senml_decode(void *state, const struct cp_msg *msg, struct cp_batch *
         json_t *root = NULL;
         int r;
 
-        out->n = 0;
-        out->reason = CP_REASON_NONE;
-        out->text[0] = '\0';
+        cp_batch_reset(out);
         r = cp_json_load(msg, out, &root);
         if (r < 0)
                 return r;

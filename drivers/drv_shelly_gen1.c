@@ -55,47 +55,33 @@
 #define CHANNEL_MAX_LEN 3
 #define VALUE_LIMIT     1e15
 
-/* What a quantity's value may be; anything else is physically impossible. */
-enum check {
-        CHECK_SIGNED,  /* any finite value: power flows both ways */
-        CHECK_NONNEG,  /* counters, voltage, current */
-        CHECK_PF,      /* power factor, -1..1 */
-        CHECK_ABOVE_0K /* temperature in degC */
-};
-
 /* One topic tail "<kind>/<N>/<name>". */
 struct channel_value {
         const char *kind;
         const char *name;
         enum cp_quantity q;
         double divisor; /* from the topic's unit to the quantity's */
-        enum check check;
+        enum cp_value_check check;
 };
 
 static const struct channel_value channel_values[] = {
-    {"relay", "power", CP_Q_POWER_W, 1, CHECK_SIGNED},
-    {"relay", "energy", CP_Q_ENERGY_IMPORT_KWH, 60000, CHECK_NONNEG},
-    {"roller", "power", CP_Q_POWER_W, 1, CHECK_SIGNED},
-    {"roller", "energy", CP_Q_ENERGY_IMPORT_KWH, 60000, CHECK_NONNEG},
-    {"light", "power", CP_Q_POWER_W, 1, CHECK_SIGNED},
-    {"light", "energy", CP_Q_ENERGY_IMPORT_KWH, 60000, CHECK_NONNEG},
-    {"emeter", "power", CP_Q_POWER_W, 1, CHECK_SIGNED},
-    {"emeter", "reactive_power", CP_Q_REACTIVE_POWER_VAR, 1, CHECK_SIGNED},
-    {"emeter", "voltage", CP_Q_VOLTAGE_V, 1, CHECK_NONNEG},
-    {"emeter", "current", CP_Q_CURRENT_A, 1, CHECK_NONNEG},
-    {"emeter", "pf", CP_Q_POWER_FACTOR, 1, CHECK_PF},
-    {"emeter", "total", CP_Q_ENERGY_IMPORT_KWH, 1000, CHECK_NONNEG},
-    {"emeter", "total_returned", CP_Q_ENERGY_EXPORT_KWH, 1000, CHECK_NONNEG},
+    {"relay", "power", CP_Q_POWER_W, 1, CP_CHECK_SIGNED},
+    {"relay", "energy", CP_Q_ENERGY_IMPORT_KWH, 60000, CP_CHECK_NONNEG},
+    {"roller", "power", CP_Q_POWER_W, 1, CP_CHECK_SIGNED},
+    {"roller", "energy", CP_Q_ENERGY_IMPORT_KWH, 60000, CP_CHECK_NONNEG},
+    {"light", "power", CP_Q_POWER_W, 1, CP_CHECK_SIGNED},
+    {"light", "energy", CP_Q_ENERGY_IMPORT_KWH, 60000, CP_CHECK_NONNEG},
+    {"emeter", "power", CP_Q_POWER_W, 1, CP_CHECK_SIGNED},
+    {"emeter", "reactive_power", CP_Q_REACTIVE_POWER_VAR, 1, CP_CHECK_SIGNED},
+    {"emeter", "voltage", CP_Q_VOLTAGE_V, 1, CP_CHECK_NONNEG},
+    {"emeter", "current", CP_Q_CURRENT_A, 1, CP_CHECK_NONNEG},
+    {"emeter", "pf", CP_Q_POWER_FACTOR, 1, CP_CHECK_PF},
+    {"emeter", "total", CP_Q_ENERGY_IMPORT_KWH, 1000, CP_CHECK_NONNEG},
+    {"emeter", "total_returned", CP_Q_ENERGY_EXPORT_KWH, 1000, CP_CHECK_NONNEG},
 };
 
 static const struct channel_value device_temperature = {NULL, "temperature", CP_Q_TEMPERATURE_C, 1,
-                                                        CHECK_ABOVE_0K};
-
-/* Whether s[0..len) is the word w. */
-static bool word_is(const char *s, size_t len, const char *w)
-{
-        return strlen(w) == len && memcmp(s, w, len) == 0;
-}
+                                                        CP_CHECK_ABOVE_0K};
 
 /* A channel number as the firmware writes it: 1 to CHANNEL_MAX_LEN digits, no leading zero. */
 static bool channel_valid(const char *s, size_t len)
@@ -127,7 +113,7 @@ static const struct channel_value *find_channel_value(const char *tail, const ch
         for (size_t i = 0; i < CP_ARRAY_LEN(channel_values); i++) {
                 const struct channel_value *cv = &channel_values[i];
 
-                if (word_is(tail, (size_t)(s1 - tail), cv->kind) && strcmp(name, cv->name) == 0) {
+                if (cp_span_is(tail, (size_t)(s1 - tail), cv->kind) && strcmp(name, cv->name) == 0) {
                         *ret_ch = s1 + 1;
                         *ret_ch_len = (size_t)(s2 - s1 - 1);
                         return cv;
@@ -190,22 +176,6 @@ static int read_value(struct cp_batch *b, const struct cp_msg *msg, const char *
         return 0;
 }
 
-/* NULL when v is possible for `check`, else what is wrong with it. */
-static const char *check_problem(double v, enum check check)
-{
-        switch (check) {
-        case CHECK_SIGNED:
-                return NULL;
-        case CHECK_NONNEG:
-                return v < 0 ? "expected >= 0" : NULL;
-        case CHECK_PF:
-                return v < -1 || v > 1 ? "expected -1 to 1" : NULL;
-        case CHECK_ABOVE_0K:
-                return v < -273.15 ? "below absolute zero (-273.15)" : NULL;
-        }
-        return NULL;
-}
-
 static int gen1_decode(void *state, const struct cp_msg *msg, struct cp_batch *out)
 {
         const char *topic = msg->topic ? msg->topic : "", *id, *slash, *tail, *ch = NULL, *problem;
@@ -216,9 +186,7 @@ static int gen1_decode(void *state, const struct cp_msg *msg, struct cp_batch *o
         double v = 0;
 
         (void)state;
-        out->n = 0;
-        out->reason = CP_REASON_NONE;
-        out->text[0] = '\0';
+        cp_batch_reset(out);
         if (strncmp(topic, TOPIC_PREFIX, TOPIC_PREFIX_LEN) != 0)
                 return cp_batch_fail(out, CP_REASON_BAD_FORMAT, "topic '%s' is not shellies/<device id>/...",
                                      topic);
@@ -259,7 +227,7 @@ static int gen1_decode(void *state, const struct cp_msg *msg, struct cp_batch *o
         r = read_value(out, msg, tail, &v, &text_len);
         if (r < 0)
                 return r;
-        problem = check_problem(v, cv->check);
+        problem = cp_value_check_problem(v, cv->check);
         if (problem) {
                 (void)cp_batch_fail(out, CP_REASON_OUT_OF_RANGE, "%s is %.*s, %s", tail, text_len,
                                     (const char *)msg->payload, problem);

@@ -65,65 +65,57 @@
 /* "params." + "em1data" + ":" + 3 digits + "." + "ret_aenergy", with room to spare. */
 #define PATH_LEN 64
 
-/* What a quantity's value may be; anything else is physically impossible. */
-enum check {
-        CHECK_SIGNED,  /* any finite value: power flows both ways */
-        CHECK_NONNEG,  /* counters, voltage, current, frequency, apparent power */
-        CHECK_PF,      /* power factor, -1..1 */
-        CHECK_ABOVE_0K /* temperature in degC */
-};
-
 /* One field of a component's status: `key`, or `obj`.`key` when obj is set. */
 struct field {
         const char *obj;
         const char *key;
         enum cp_quantity q;
         double divisor; /* from the field's unit to the quantity's */
-        enum check check;
+        enum cp_value_check check;
 };
 
 static const struct field meter_fields[] = {
-    {NULL, "apower", CP_Q_POWER_W, 1, CHECK_SIGNED},
-    {NULL, "voltage", CP_Q_VOLTAGE_V, 1, CHECK_NONNEG},
-    {NULL, "current", CP_Q_CURRENT_A, 1, CHECK_NONNEG},
-    {NULL, "freq", CP_Q_FREQUENCY_HZ, 1, CHECK_NONNEG},
-    {NULL, "pf", CP_Q_POWER_FACTOR, 1, CHECK_PF},
-    {"aenergy", "total", CP_Q_ENERGY_IMPORT_KWH, 1000, CHECK_NONNEG},
-    {"ret_aenergy", "total", CP_Q_ENERGY_EXPORT_KWH, 1000, CHECK_NONNEG},
-    {"temperature", "tC", CP_Q_TEMPERATURE_C, 1, CHECK_ABOVE_0K},
+    {NULL, "apower", CP_Q_POWER_W, 1, CP_CHECK_SIGNED},
+    {NULL, "voltage", CP_Q_VOLTAGE_V, 1, CP_CHECK_NONNEG},
+    {NULL, "current", CP_Q_CURRENT_A, 1, CP_CHECK_NONNEG},
+    {NULL, "freq", CP_Q_FREQUENCY_HZ, 1, CP_CHECK_NONNEG},
+    {NULL, "pf", CP_Q_POWER_FACTOR, 1, CP_CHECK_PF},
+    {"aenergy", "total", CP_Q_ENERGY_IMPORT_KWH, 1000, CP_CHECK_NONNEG},
+    {"ret_aenergy", "total", CP_Q_ENERGY_EXPORT_KWH, 1000, CP_CHECK_NONNEG},
+    {"temperature", "tC", CP_Q_TEMPERATURE_C, 1, CP_CHECK_ABOVE_0K},
 };
 
 static const struct field em_fields[] = {
-    {NULL, "total_act_power", CP_Q_POWER_W, 1, CHECK_SIGNED},
-    {NULL, "a_act_power", CP_Q_POWER_W_L1, 1, CHECK_SIGNED},
-    {NULL, "b_act_power", CP_Q_POWER_W_L2, 1, CHECK_SIGNED},
-    {NULL, "c_act_power", CP_Q_POWER_W_L3, 1, CHECK_SIGNED},
-    {NULL, "total_aprt_power", CP_Q_APPARENT_POWER_VA, 1, CHECK_NONNEG},
-    {NULL, "a_voltage", CP_Q_VOLTAGE_V_L1, 1, CHECK_NONNEG},
-    {NULL, "b_voltage", CP_Q_VOLTAGE_V_L2, 1, CHECK_NONNEG},
-    {NULL, "c_voltage", CP_Q_VOLTAGE_V_L3, 1, CHECK_NONNEG},
-    {NULL, "a_current", CP_Q_CURRENT_A_L1, 1, CHECK_NONNEG},
-    {NULL, "b_current", CP_Q_CURRENT_A_L2, 1, CHECK_NONNEG},
-    {NULL, "c_current", CP_Q_CURRENT_A_L3, 1, CHECK_NONNEG},
+    {NULL, "total_act_power", CP_Q_POWER_W, 1, CP_CHECK_SIGNED},
+    {NULL, "a_act_power", CP_Q_POWER_W_L1, 1, CP_CHECK_SIGNED},
+    {NULL, "b_act_power", CP_Q_POWER_W_L2, 1, CP_CHECK_SIGNED},
+    {NULL, "c_act_power", CP_Q_POWER_W_L3, 1, CP_CHECK_SIGNED},
+    {NULL, "total_aprt_power", CP_Q_APPARENT_POWER_VA, 1, CP_CHECK_NONNEG},
+    {NULL, "a_voltage", CP_Q_VOLTAGE_V_L1, 1, CP_CHECK_NONNEG},
+    {NULL, "b_voltage", CP_Q_VOLTAGE_V_L2, 1, CP_CHECK_NONNEG},
+    {NULL, "c_voltage", CP_Q_VOLTAGE_V_L3, 1, CP_CHECK_NONNEG},
+    {NULL, "a_current", CP_Q_CURRENT_A_L1, 1, CP_CHECK_NONNEG},
+    {NULL, "b_current", CP_Q_CURRENT_A_L2, 1, CP_CHECK_NONNEG},
+    {NULL, "c_current", CP_Q_CURRENT_A_L3, 1, CP_CHECK_NONNEG},
 };
 
 static const struct field emdata_fields[] = {
-    {NULL, "total_act", CP_Q_ENERGY_IMPORT_KWH, 1000, CHECK_NONNEG},
-    {NULL, "total_act_ret", CP_Q_ENERGY_EXPORT_KWH, 1000, CHECK_NONNEG},
+    {NULL, "total_act", CP_Q_ENERGY_IMPORT_KWH, 1000, CP_CHECK_NONNEG},
+    {NULL, "total_act_ret", CP_Q_ENERGY_EXPORT_KWH, 1000, CP_CHECK_NONNEG},
 };
 
 static const struct field em1_fields[] = {
-    {NULL, "act_power", CP_Q_POWER_W, 1, CHECK_SIGNED},
-    {NULL, "aprt_power", CP_Q_APPARENT_POWER_VA, 1, CHECK_NONNEG},
-    {NULL, "voltage", CP_Q_VOLTAGE_V, 1, CHECK_NONNEG},
-    {NULL, "current", CP_Q_CURRENT_A, 1, CHECK_NONNEG},
-    {NULL, "pf", CP_Q_POWER_FACTOR, 1, CHECK_PF},
-    {NULL, "freq", CP_Q_FREQUENCY_HZ, 1, CHECK_NONNEG},
+    {NULL, "act_power", CP_Q_POWER_W, 1, CP_CHECK_SIGNED},
+    {NULL, "aprt_power", CP_Q_APPARENT_POWER_VA, 1, CP_CHECK_NONNEG},
+    {NULL, "voltage", CP_Q_VOLTAGE_V, 1, CP_CHECK_NONNEG},
+    {NULL, "current", CP_Q_CURRENT_A, 1, CP_CHECK_NONNEG},
+    {NULL, "pf", CP_Q_POWER_FACTOR, 1, CP_CHECK_PF},
+    {NULL, "freq", CP_Q_FREQUENCY_HZ, 1, CP_CHECK_NONNEG},
 };
 
 static const struct field em1data_fields[] = {
-    {NULL, "total_act_energy", CP_Q_ENERGY_IMPORT_KWH, 1000, CHECK_NONNEG},
-    {NULL, "total_act_ret_energy", CP_Q_ENERGY_EXPORT_KWH, 1000, CHECK_NONNEG},
+    {NULL, "total_act_energy", CP_Q_ENERGY_IMPORT_KWH, 1000, CP_CHECK_NONNEG},
+    {NULL, "total_act_ret_energy", CP_Q_ENERGY_EXPORT_KWH, 1000, CP_CHECK_NONNEG},
 };
 
 struct component {
@@ -142,38 +134,6 @@ static const struct component components[] = {
     {"em1", em1_fields, CP_ARRAY_LEN(em1_fields)},
     {"em1data", em1data_fields, CP_ARRAY_LEN(em1data_fields)},
 };
-
-/* The shortest "%g" form that reads back as the same double, as cp_json.c prints numbers. */
-static void fmt_number(const json_t *v, char *buf, size_t size)
-{
-        double d = json_number_value(v);
-
-        if (json_is_integer(v)) {
-                (void)snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-                return;
-        }
-        for (int prec = 1; prec <= 17; prec++) {
-                (void)snprintf(buf, size, "%.*g", prec, d);
-                if (strtod(buf, NULL) == d)
-                        return;
-        }
-}
-
-/* NULL when v is possible for `check`, else what is wrong with it. */
-static const char *check_problem(double v, enum check check)
-{
-        switch (check) {
-        case CHECK_SIGNED:
-                return NULL;
-        case CHECK_NONNEG:
-                return v < 0 ? "expected >= 0" : NULL;
-        case CHECK_PF:
-                return v < -1 || v > 1 ? "expected -1 to 1" : NULL;
-        case CHECK_ABOVE_0K:
-                return v < -273.15 ? "below absolute zero (-273.15)" : NULL;
-        }
-        return NULL;
-}
 
 /* The component type of a params key "<type>:<id>", NULL for keys this driver does not read. */
 static const struct component *find_component(const char *key, const char **ret_id)
@@ -233,10 +193,10 @@ static int decode_field(struct cp_batch *b, const json_t *obj, const char *path,
         r = cp_json_get_number(b, obj, path, f->key, false, &d, &present);
         if (r < 0 || !present)
                 return r;
-        problem = check_problem(d, f->check);
+        problem = cp_value_check_problem(d, f->check);
         if (problem) {
                 v = json_object_get(obj, f->key);
-                fmt_number(v, num, sizeof(num));
+                cp_json_fmt_number(v, num, sizeof(num));
                 (void)cp_batch_fail(b, CP_REASON_OUT_OF_RANGE, "%s.%s is %s, %s", path, f->key, num, problem);
                 return -ERANGE;
         }
@@ -350,21 +310,15 @@ static int gen2_decode(void *state, const struct cp_msg *msg, struct cp_batch *o
         int r;
 
         (void)state;
-        out->n = 0;
-        out->reason = CP_REASON_NONE;
-        out->text[0] = '\0';
+        cp_batch_reset(out);
         /* online, status/<component>, debug/log, rpc requests: not notifications. */
         if (tlen < TOPIC_SUFFIX_LEN || strcmp(topic + tlen - TOPIC_SUFFIX_LEN, TOPIC_SUFFIX) != 0)
                 return -ENODATA;
         plen = tlen - TOPIC_SUFFIX_LEN;
 
-        r = cp_json_load(msg, out, &root);
+        r = cp_json_load_object(msg, out, &root);
         if (r < 0)
                 return r;
-        if (!json_is_object(root)) {
-                r = cp_json_fail_type(out, NULL, "payload", root, "object");
-                goto out_decref;
-        }
         r = cp_json_get_id(out, root, NULL, "src", false, src);
         if (r < 0)
                 goto out_decref;

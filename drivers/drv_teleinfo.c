@@ -36,7 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_TIMEZONE "Europe/Paris"
 /* A standard-mode frame is about 1 KB; anything far larger is not one frame. */
 #define TIC_MAX_BYTES 16384
 /* Groups are short (the longest, PJOURF+1, is about 100 bytes). */
@@ -44,10 +43,6 @@
 #define METER_ID_LEN  12
 /* How much of a damaged group is quoted in texts. */
 #define QUOTE_MAX 48
-
-struct teleinfo_state {
-        struct cp_tz *tz;
-};
 
 /* The labels the driver reads. digits: the exact (ids) or maximum (values) digit count; 0 = text. */
 #define TIC_LABEL_MAP(X)                                                                                     \
@@ -130,55 +125,6 @@ struct tic {
         unsigned groups, dropped; /* raw frames only */
         char drop_why[160];       /* why the first dropped group was dropped */
 };
-
-static void teleinfo_free(void *state)
-{
-        struct teleinfo_state *st = state;
-
-        if (!st)
-                return;
-        cp_tz_free(st->tz);
-        free(st);
-}
-
-static int teleinfo_init(const struct cp_conf_section *conf, void **ret_state, char *err, size_t errlen)
-{
-        const char *driver = conf && conf->driver ? conf->driver : "teleinfo";
-        const char *zone = cp_conf_get(conf, "timezone");
-        struct teleinfo_state *st;
-        int r;
-
-        for (size_t i = 0; conf && i < conf->n; i++) {
-                if (!conf->kv[i].key || strcmp(conf->kv[i].key, "timezone") != 0) {
-                        (void)snprintf(err, errlen, "driver.%s.%s: unknown key", driver,
-                                       conf->kv[i].key ? conf->kv[i].key : "");
-                        return -EINVAL;
-                }
-        }
-        if (!zone)
-                zone = DEFAULT_TIMEZONE;
-        st = calloc(1, sizeof(*st));
-        if (!st) {
-                (void)snprintf(err, errlen, "driver.%s: out of memory", driver);
-                return -ENOMEM;
-        }
-        r = cp_tz_load(zone, &st->tz);
-        if (r < 0) {
-                if (r == -ENOENT)
-                        (void)snprintf(err, errlen, "driver.%s.timezone: unknown time zone '%s'", driver,
-                                       zone);
-                else if (r == -EINVAL)
-                        (void)snprintf(err, errlen, "driver.%s.timezone: invalid time zone name '%s'", driver,
-                                       zone);
-                else
-                        (void)snprintf(err, errlen, "driver.%s.timezone: cannot load time zone '%s': %s",
-                                       driver, zone, strerror(-r));
-                free(st);
-                return r;
-        }
-        *ret_state = st;
-        return 0;
-}
 
 static enum tic_label find_label(const char *s, size_t len)
 {
@@ -590,7 +536,7 @@ static void note_drop(struct tic *t, const char *why)
                 (void)snprintf(t->drop_why, sizeof(t->drop_why), "%s", why);
 }
 
-static int decode_raw(const struct teleinfo_state *st, const struct cp_msg *msg, struct cp_batch *out)
+static int decode_raw(const struct cp_tz *tz, const struct cp_msg *msg, struct cp_batch *out)
 {
         const char *p = (const char *)msg->payload;
         size_t len = msg->len, i = 0;
@@ -641,7 +587,7 @@ static int decode_raw(const struct teleinfo_state *st, const struct cp_msg *msg,
                 if (l == L_UNKNOWN)
                         continue;
                 t.seen |= BIT(l);
-                r = read_group(out, &t, st ? st->tz : NULL, l, &gr, why, sizeof(why));
+                r = read_group(out, &t, tz, l, &gr, why, sizeof(why));
                 if (r < 0)
                         return r;
                 if (r > 0)
@@ -686,8 +632,8 @@ static int read_tasmota_id(struct cp_batch *b, struct tic *t, enum tic_label l, 
         return set_meter_id(b, t, l, what, json_string_value(v), json_string_length(v));
 }
 
-static int decode_tasmota(const struct teleinfo_state *st, const json_t *root, json_t *tic,
-                          const struct cp_msg *msg, struct cp_batch *out)
+static int decode_tasmota(const struct cp_tz *tz, const json_t *root, json_t *tic, const struct cp_msg *msg,
+                          struct cp_batch *out)
 {
         struct tic t;
         int r;
@@ -730,7 +676,7 @@ static int decode_tasmota(const struct teleinfo_state *st, const json_t *root, j
                 return cp_batch_fail(out, CP_REASON_MISSING_FIELD,
                                      "TIC has no ADCO or ADSC (Tasmota sends them only with full frames)");
         /* Tasmota's Time is local unless SetOption52 appends the offset. */
-        r = cp_json_get_time(out, root, NULL, "Time", false, st ? st->tz : NULL, &t.ts_ms, &t.has_ts);
+        r = cp_json_get_time(out, root, NULL, "Time", false, tz, &t.ts_ms, &t.has_ts);
         if (r < 0)
                 return r;
         return emit(out, &t, msg);
@@ -775,8 +721,7 @@ static int read_bridge_time(struct cp_batch *b, struct tic *t, const struct cp_t
 
 /* teleinfo2mqtt: {LABEL:{raw, value, timestamp?}}. `value` went through parseInt() (ADCO lost its
  * leading zeros, hex STGE became a small number), so only `raw` is read. */
-static int decode_bridge(const struct teleinfo_state *st, json_t *root, const struct cp_msg *msg,
-                         struct cp_batch *out)
+static int decode_bridge(const struct cp_tz *tz, json_t *root, const struct cp_msg *msg, struct cp_batch *out)
 {
         const char *raw;
         struct tic t;
@@ -795,7 +740,7 @@ static int decode_bridge(const struct teleinfo_state *st, json_t *root, const st
                         return cp_json_fail_type(out, NULL, key, v, "object");
                 t.seen |= BIT(l);
                 if (l == L_DATE) {
-                        r = read_bridge_time(out, &t, st ? st->tz : NULL, v);
+                        r = read_bridge_time(out, &t, tz, v);
                         if (r < 0)
                                 return r;
                         continue;
@@ -827,26 +772,22 @@ static int decode_bridge(const struct teleinfo_state *st, json_t *root, const st
         return emit(out, &t, msg);
 }
 
-static int decode_json(const struct teleinfo_state *st, const struct cp_msg *msg, struct cp_batch *out)
+static int decode_json(const struct cp_tz *tz, const struct cp_msg *msg, struct cp_batch *out)
 {
         json_t *root = NULL, *tic;
         bool has_tic;
         int r;
 
-        r = cp_json_load(msg, out, &root);
+        r = cp_json_load_object(msg, out, &root);
         if (r < 0)
                 return r;
-        if (!json_is_object(root)) {
-                r = cp_json_fail_type(out, NULL, "payload", root, "object");
-                goto out_decref;
-        }
         r = cp_json_get_object(out, root, NULL, "TIC", false, &tic, &has_tic);
         if (r < 0)
                 goto out_decref;
         if (has_tic)
-                r = decode_tasmota(st, root, tic, msg, out);
+                r = decode_tasmota(tz, root, tic, msg, out);
         else if (json_object_get(root, "ADCO") || json_object_get(root, "ADSC"))
-                r = decode_bridge(st, root, msg, out);
+                r = decode_bridge(tz, root, msg, out);
         else
                 r = cp_batch_fail(out, CP_REASON_MISSING_FIELD,
                                   "payload has neither TIC (Tasmota) nor ADCO/ADSC labels (teleinfo2mqtt)");
@@ -857,12 +798,10 @@ out_decref:
 
 static int teleinfo_decode(void *state, const struct cp_msg *msg, struct cp_batch *out)
 {
-        const struct teleinfo_state *st = state;
+        const struct cp_tz *tz = state;
         size_t i = 0;
 
-        out->n = 0;
-        out->reason = CP_REASON_NONE;
-        out->text[0] = '\0';
+        cp_batch_reset(out);
         if (is_status_topic(msg->topic))
                 return -ENODATA;
         if (!msg->payload || msg->len == 0)
@@ -872,14 +811,14 @@ static int teleinfo_decode(void *state, const struct cp_msg *msg, struct cp_batc
                                 msg->payload[i] == '\n' || msg->payload[i] == '\r'))
                 i++;
         if (i < msg->len && (msg->payload[i] == '{' || msg->payload[i] == '['))
-                return decode_json(st, msg, out);
-        return decode_raw(st, msg, out);
+                return decode_json(tz, msg, out);
+        return decode_raw(tz, msg, out);
 }
 
 const struct cp_driver cp_driver_teleinfo = {
     .abi = CP_DRIVER_ABI,
     .name = "teleinfo",
-    .init = teleinfo_init,
-    .free = teleinfo_free,
+    .init = cp_driver_tz_init,
+    .free = cp_driver_tz_free,
     .decode = teleinfo_decode,
 };

@@ -2,6 +2,7 @@
  * tables: reasons, quantities, errno names. Nothing here logs, allocates or reads a clock. */
 #include "citypulse/cp_driver.h"
 #include "citypulse/cp_err.h"
+#include "citypulse/cp_json.h"
 #include "citypulse/cp_reading.h"
 #include "citypulse/cp_tz.h"
 
@@ -10,6 +11,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- names ---- */
@@ -93,9 +95,7 @@ const char *cp_conf_get(const struct cp_conf_section *sec, const char *key)
 
 /* ---- UTF-8 and ids ---- */
 
-/* Length of the well-formed UTF-8 sequence at p (1..4), or 0: overlong forms, surrogates and code
- * points above U+10FFFF are refused, as RFC 3629 requires. */
-static size_t utf8_seq(const uint8_t *p, size_t len, uint32_t *ret_cp)
+size_t cp_utf8_seq(const uint8_t *p, size_t len, uint32_t *ret_cp)
 {
         uint32_t cp;
         size_t n;
@@ -147,7 +147,7 @@ const char *cp_sensor_id_problem(const char *id, size_t len)
                 return "is too long";
         while (i < len) {
                 uint32_t cp;
-                size_t n = utf8_seq(p + i, len - i, &cp);
+                size_t n = cp_utf8_seq(p + i, len - i, &cp);
 
                 if (n == 0)
                         return "is not valid UTF-8";
@@ -177,7 +177,7 @@ static void sanitize_text(char *dst, size_t size, const char *src)
 
         while (i < len) {
                 uint32_t cp;
-                size_t n = utf8_seq(p + i, len - i, &cp);
+                size_t n = cp_utf8_seq(p + i, len - i, &cp);
 
                 if (n > 0 && !is_control(cp)) {
                         if (o + n >= size)
@@ -269,7 +269,12 @@ int cp_batch_add(struct cp_batch *b, const char *sensor_id, enum cp_quantity q, 
                 return batch_fail_errno(b, -EINVAL, CP_REASON_UNSUPPORTED,
                                         "internal error: unknown quantity %d", (int)q);
         len = sensor_id ? strlen(sensor_id) : 0;
-        problem = cp_sensor_id_problem(sensor_id, len);
+        /* Drivers add several readings of one sensor in a row: an id just accepted needs no new check. */
+        if (sensor_id && b->n > 0 && b->n <= CP_BATCH_CAP && len < CP_SENSOR_ID_MAX &&
+            memcmp(b->v[b->n - 1].sensor_id, sensor_id, len + 1) == 0)
+                problem = NULL;
+        else
+                problem = cp_sensor_id_problem(sensor_id, len);
         if (problem && len >= CP_SENSOR_ID_MAX)
                 return batch_fail_errno(b, -ENAMETOOLONG, CP_REASON_BAD_ID,
                                         "sensor id '%.40s...' is %zu bytes long, limit %d", sensor_id, len,
@@ -451,7 +456,176 @@ int cp_time_from_epoch(double v, int64_t *ret_ms)
         return 0;
 }
 
+/* ---- texts and values ---- */
+
+bool cp_span_is(const char *s, size_t len, const char *word)
+{
+        return strlen(word) == len && memcmp(s, word, len) == 0;
+}
+
+void cp_fmt_double_g(double d, char *buf, size_t size)
+{
+        for (int prec = 1; prec <= 17; prec++) {
+                (void)snprintf(buf, size, "%.*g", prec, d);
+                if (strtod(buf, NULL) == d)
+                        return;
+        }
+}
+
+void cp_fmt_double(double d, char *buf, size_t size)
+{
+        /* Below 1e15 every whole double is exact in "%.0f" and short enough to read. */
+        if (d == floor(d) && fabs(d) < 1e15) {
+                (void)snprintf(buf, size, "%.0f", d);
+                return;
+        }
+        cp_fmt_double_g(d, buf, size);
+}
+
+const char *cp_quantity_range_problem(enum cp_quantity q, double v)
+{
+        switch (q) {
+        case CP_Q_OCCUPIED:
+                return v != 0 && v != 1 ? "expected 0 or 1" : NULL;
+        case CP_Q_FREE_SPACES:
+        case CP_Q_TOTAL_SPACES:
+        case CP_Q_OCCUPIED_SPACES:
+        case CP_Q_ENTRIES_TOTAL:
+        case CP_Q_EXITS_TOTAL:
+                return v < 0 || v != floor(v) || v > CP_JSON_COUNT_MAX
+                           ? "expected a whole number 0..1000000000"
+                           : NULL;
+        case CP_Q_ENERGY_IMPORT_KWH:
+        case CP_Q_ENERGY_EXPORT_KWH:
+        case CP_Q_APPARENT_POWER_VA:
+        case CP_Q_VOLTAGE_V:
+        case CP_Q_VOLTAGE_V_L1:
+        case CP_Q_VOLTAGE_V_L2:
+        case CP_Q_VOLTAGE_V_L3:
+        case CP_Q_BATTERY_V:
+        case CP_Q_FREQUENCY_HZ:
+                return v < 0 ? "expected >= 0" : NULL;
+        case CP_Q_POWER_FACTOR:
+                return v < -1 || v > 1 ? "expected -1..1" : NULL;
+        case CP_Q_HUMIDITY_PCT:
+                return v < 0 || v > 100 ? "expected 0..100" : NULL;
+        case CP_Q_TEMPERATURE_C:
+                return v < -273.15 ? "expected >= -273.15" : NULL;
+        default:
+                return NULL;
+        }
+}
+
+void cp_quantity_bounds(enum cp_quantity q, double *ret_lo, double *ret_hi)
+{
+        double lo, hi;
+
+        switch (q) {
+        case CP_Q_APPARENT_POWER_VA:
+                lo = 0, hi = 1e7;
+                break;
+        case CP_Q_POWER_FACTOR:
+                lo = -1, hi = 1;
+                break;
+        case CP_Q_VOLTAGE_V:
+                lo = 0, hi = 1000;
+                break;
+        case CP_Q_CURRENT_A:
+                lo = -1e5, hi = 1e5;
+                break;
+        case CP_Q_FREQUENCY_HZ:
+                lo = 0, hi = 1000;
+                break;
+        case CP_Q_ENERGY_IMPORT_KWH:
+        case CP_Q_ENERGY_EXPORT_KWH:
+                lo = 0, hi = 1e9;
+                break;
+        case CP_Q_BATTERY_V:
+                lo = 0, hi = 100;
+                break;
+        case CP_Q_TEMPERATURE_C:
+                lo = -273.15, hi = 1000;
+                break;
+        case CP_Q_HUMIDITY_PCT:
+                lo = 0, hi = 100;
+                break;
+        default: /* power_w, reactive_power_var: signed */
+                lo = -1e7, hi = 1e7;
+                break;
+        }
+        *ret_lo = lo;
+        *ret_hi = hi;
+}
+
+int cp_batch_fail_bounds(struct cp_batch *b, const char *name, double v, double lo, double hi,
+                         const char *note)
+{
+        char sv[CP_FMT_DOUBLE_MAX], slo[CP_FMT_DOUBLE_MAX], shi[CP_FMT_DOUBLE_MAX];
+
+        cp_fmt_double(v, sv, sizeof(sv));
+        cp_fmt_double(lo, slo, sizeof(slo));
+        cp_fmt_double(hi, shi, sizeof(shi));
+        return cp_batch_fail(b, CP_REASON_OUT_OF_RANGE, "%s is %s, expected %s to %s%s", name, sv, slo, shi,
+                             note ? note : "");
+}
+
+const char *cp_value_check_problem(double v, enum cp_value_check check)
+{
+        switch (check) {
+        case CP_CHECK_SIGNED:
+                return NULL;
+        case CP_CHECK_NONNEG:
+                return v < 0 ? "expected >= 0" : NULL;
+        case CP_CHECK_PF:
+                return v < -1 || v > 1 ? "expected -1 to 1" : NULL;
+        case CP_CHECK_ABOVE_0K:
+                return v < -273.15 ? "below absolute zero (-273.15)" : NULL;
+        }
+        return NULL;
+}
+
+/* ---- topics ---- */
+
+bool cp_topic_span_get(const char *topic, const struct cp_topic_span *span, const char **ret, size_t *ret_len)
+{
+        size_t n = 1, first, len = strlen(topic);
+        const char *p = topic, *end;
+
+        for (size_t i = 0; i < len; i++)
+                n += topic[i] == '/';
+        if ((span->level > 0 && (size_t)span->level > n) || (span->level < 0 && (size_t)-span->level > n))
+                return false;
+        first = span->level > 0 ? (size_t)span->level : n + 1 - (size_t)-span->level;
+        for (size_t i = 1; i < first; i++)
+                p = strchr(p, '/') + 1;
+        end = span->to_end ? NULL : strchr(p, '/');
+        *ret = p;
+        *ret_len = end ? (size_t)(end - p) : strlen(p);
+        return true;
+}
+
 /* ---- driver settings ---- */
+
+int cp_conf_parse_topic_span(const char *driver, const char *key, const char *value,
+                             struct cp_topic_span *ret, char *err, size_t errlen)
+{
+        char *end;
+        long v;
+
+        errno = 0;
+        v = strtol(value, &end, 10);
+        if (errno || end == value || v == 0 || v > CP_TOPIC_LEVEL_MAX || v < -CP_TOPIC_LEVEL_MAX ||
+            (*end && strcmp(end, "..") != 0)) {
+                (void)snprintf(err, errlen,
+                               "driver.%s.%s: '%s' is not a topic level: N or N.. with N in 1..%d from the "
+                               "start or -1..-%d from the end",
+                               driver, key, value, CP_TOPIC_LEVEL_MAX, CP_TOPIC_LEVEL_MAX);
+                return -EINVAL;
+        }
+        ret->to_end = *end != '\0';
+        ret->level = (int)v;
+        return 0;
+}
 
 #define DEFAULT_TIMEZONE "Europe/Paris"
 

@@ -5,6 +5,7 @@
 #define CP_DRIVER_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -127,6 +128,11 @@ int cp_batch_add(struct cp_batch *b, const char *sensor_id, enum cp_quantity q, 
 int cp_batch_add_ch(struct cp_batch *b, const char *base, const char *channel, enum cp_quantity q, double value,
                     int64_t ts_ms, int64_t rx_ms);
 
+/* Length of the well-formed UTF-8 sequence at p (1..4 of the len >= 1 bytes there), its code point in
+ * *ret_cp; 0 for what RFC 3629 refuses: a stray or cut byte, an overlong form, a surrogate, a code
+ * point above U+10FFFF (jansson refuses the same). */
+size_t cp_utf8_seq(const uint8_t *p, size_t len, uint32_t *ret_cp);
+
 /* Validates a device id: 1..CP_SENSOR_ID_MAX-1 bytes, printable UTF-8, no control bytes, no MQTT
  * wildcards. Returns 0 or -EINVAL. */
 int cp_sensor_id_valid(const char *id, size_t len);
@@ -146,5 +152,74 @@ int cp_time_from_epoch(double v, int64_t *ret_ms);
 /* Observation times drivers accept from payloads: years 1970 to 2200, [MIN, MAX). */
 #define CP_TIME_MIN_MS 0
 #define CP_TIME_MAX_MS INT64_C(7289654400000) /* 2201-01-01T00:00:00Z */
+
+/* Whether s[0..len) (not terminated) is exactly the string `word`. */
+bool cp_span_is(const char *s, size_t len, const char *word);
+
+/* --- numbers in texts --- */
+
+/* Room for any number either function writes ("-1.2345678901234567e-308"). */
+#define CP_FMT_DOUBLE_MAX 40
+/* A whole number of magnitude below 1e15 as plain digits ("20", "-300", not the "2e+01" of "%.1g"),
+ * anything else in the shortest "%g" form that reads back as the same double ("3.3", not
+ * "3.2999999999999998"; "1e+20"). */
+void cp_fmt_double(double d, char *buf, size_t size);
+/* Always the shortest "%g" form that reads back as the same double: "2e+01" for 20. */
+void cp_fmt_double_g(double d, char *buf, size_t size);
+
+/* --- value ranges ---
+ * Three families, because drivers promised different things in their reject texts and a refactor
+ * must not change what a message gets; each is shared by the drivers that use it. */
+
+/* What a reading of q can hold at all, for drivers whose source describes itself or is mapped in the
+ * config (json_map, senml): NULL for a possible value, else a phrase that completes a text after the
+ * value: "expected 0 or 1" (occupied), "expected a whole number 0..1000000000" (space counts and
+ * counters), "expected >= 0" (energies, apparent power, voltages, battery, frequency),
+ * "expected -1..1" (power factor), "expected 0..100" (humidity), "expected >= -273.15"
+ * (temperature). Power, reactive power and currents take any finite value (NULL). */
+const char *cp_quantity_range_problem(enum cp_quantity q, double v);
+
+/* Physically possible values [*ret_lo, *ret_hi] of a mains energy meter's readings (tasmota,
+ * zigbee2mqtt): apparent power 0..1e7 VA, power factor -1..1, voltage 0..1000 V, current +-1e5 A,
+ * frequency 0..1000 Hz, energies 0..1e9 kWh, battery 0..100 V, temperature -273.15..1000 degC,
+ * humidity 0..100 %, anything else (power, reactive power) +-1e7. A reading outside says the device or
+ * the payload is broken, and storing it would wreck every mean and counter built on it. */
+void cp_quantity_bounds(enum cp_quantity q, double *ret_lo, double *ret_hi);
+
+/* Fails OUT_OF_RANGE with "<name> is <v>, expected <lo> to <hi><note>" (numbers by cp_fmt_double(),
+ * note may be NULL) and returns -EPROTO. */
+int cp_batch_fail_bounds(struct cp_batch *b, const char *name, double v, double lo, double hi,
+                         const char *note);
+
+/* What a Shelly field's value may be (shelly_gen1, shelly_gen2); anything else is physically
+ * impossible. */
+enum cp_value_check {
+        CP_CHECK_SIGNED,  /* any finite value: power flows both ways */
+        CP_CHECK_NONNEG,  /* counters, voltage, current, frequency, apparent power */
+        CP_CHECK_PF,      /* power factor, -1..1 */
+        CP_CHECK_ABOVE_0K /* temperature in degC */
+};
+/* NULL when v is possible for `check`, else what is wrong with it: "expected >= 0",
+ * "expected -1 to 1", "below absolute zero (-273.15)". */
+const char *cp_value_check_problem(double v, enum cp_value_check check);
+
+/* --- topics --- */
+
+/* The longest level number a topic span takes. */
+#define CP_TOPIC_LEVEL_MAX 64
+/* Where a topic holds the device id: level `level`, through the last one with to_end. */
+struct cp_topic_span {
+        int level; /* 1 = first, -1 = last; 0: the topic holds no id */
+        bool to_end;
+};
+/* Parses the setting driver.<driver>.<key>: "N" (one level) or "N.." (level N to the last), N in
+ * 1..CP_TOPIC_LEVEL_MAX from the start or -1..-CP_TOPIC_LEVEL_MAX from the end. Returns 0, or -EINVAL
+ * with "driver.<driver>.<key>: '<value>' is not a topic level: ..." in err. */
+int cp_conf_parse_topic_span(const char *driver, const char *key, const char *value,
+                             struct cp_topic_span *ret, char *err, size_t errlen);
+/* The part of `topic` that `span` names, borrowed from topic into *ret and *ret_len (without the
+ * levels after it unless to_end); false when the topic has too few levels. span->level must not be 0. */
+bool cp_topic_span_get(const char *topic, const struct cp_topic_span *span, const char **ret,
+                       size_t *ret_len);
 
 #endif

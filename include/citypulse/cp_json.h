@@ -44,6 +44,51 @@
  * harmless quirk (RFC 8259 4 only says names SHOULD be unique). */
 int cp_json_load(const struct cp_msg *msg, struct cp_batch *b, json_t **ret_root);
 
+/* cp_json_load() for drivers whose payload must be an object: any other root fails WRONG_TYPE
+ * "payload is an array, expected object" (-EPROTO) and nothing is returned. On success *ret_root is a
+ * new reference to an object, released by the caller with json_decref(). */
+int cp_json_load_object(const struct cp_msg *msg, struct cp_batch *b, json_t **ret_root);
+
+/* A member cp_json_load_pruned() copies, in a table that ends with {NULL, NULL}. `sub` says how:
+ *   NULL              the value as a leaf; an object or array becomes an empty one of the same type
+ *                     (for fields whose type or presence alone is read)
+ *   CP_JSON_KEEP_ALL  the whole value, everything below it included
+ *   a table           an object keeps only the members the table lists (recursively); an array keeps
+ *                     every element, each copied by the same table (objects pruned, the rest as is);
+ *                     any other value is copied as it is */
+struct cp_json_keep {
+        const char *key;
+        const struct cp_json_keep *sub;
+};
+
+extern const struct cp_json_keep cp_json_keep_all[];
+#define CP_JSON_KEEP_ALL cp_json_keep_all
+
+/* cp_json_load_object() that builds only the members `keep` lists (NULL: none, an empty root), for
+ * drivers whose payloads carry far more than they read: jansson builds a value for every member, and
+ * building a few instead is several times faster. The whole payload is still checked against the
+ * JSON grammar as jansson checks it: a message cp_json_load() would refuse is never accepted here.
+ *
+ * The fast reader takes a strict subset of what jansson takes: an object root at most 64 levels
+ * deep, integers of at most 18 digits, reals of at most 40 characters with at most two exponent
+ * digits (no double can overflow), and escapes only in strings it neither copies nor compares (a
+ * copied string, and every key of an object whose members a table picks, would have to be
+ * unescaped first). On anything else, and on every error, it gives up and the payload goes to
+ * cp_json_load_object(), which decodes all of it or reports the error with its position. Either way
+ * the result is the same: every kept member, at every level, has exactly the type and value
+ * cp_json_load() gives it (but for a container kept as a leaf, which may come back empty), and of
+ * duplicate keys the last one wins, as there. A member keep omits is absent from the fast reader's
+ * tree but present after a fallback, so a driver must read nothing that keep does not list (nor the
+ * inside of a leaf container): its decode would then depend on the path taken.
+ * Returns and failures are cp_json_load_object()'s: on success *ret_root is a new reference to an
+ * object, which the caller releases with json_decref(). */
+int cp_json_load_pruned(const struct cp_msg *msg, struct cp_batch *b, const struct cp_json_keep *keep,
+                        json_t **ret_root);
+
+/* A JSON number for texts: an integer exactly, a real in the shortest "%g" form that reads back as
+ * the same double (cp_fmt_double_g()). */
+void cp_json_fmt_number(const json_t *v, char *buf, size_t size);
+
 /* "an object", "an array", "a string", "a number", "a boolean", "null"; "nothing" for NULL. */
 const char *cp_json_type_name(const json_t *v);
 

@@ -140,10 +140,13 @@ int main(int argc, char **argv)
                                 ckv[n].value = strdup(sp + 1);
                                 n++;
                         }
-                        ckv[n].key = "timezone";
-                        ckv[n].value = "Europe/Paris";
                         sec.kv = ckv;
-                        sec.n = n + 1;
+                        sec.n = n;
+                        if (!cp_conf_get(&sec, "timezone")) {
+                                ckv[n].key = "timezone";
+                                ckv[n].value = "Europe/Paris";
+                                sec.n = n + 1;
+                        }
                 }
                 if (drv->init && drv->init(&sec, &state, err, sizeof(err)) < 0) {
                         printf("%-14s init failed: %s\n", drv->name, err);

@@ -17,7 +17,7 @@ fuzz_decode)
         python3 - "$corpus" <<'PY'
 import os, re, sys
 out = sys.argv[1]
-names = re.findall(r'CP_DRIVER\((\w+)\)', open('drivers/drivers.def').read())
+names = re.findall(r'^CP_DRIVER\((\w+)\)', open('drivers/drivers.def').read(), re.M)
 for i, name in enumerate(names):
     d = os.path.join('tests/drivers', name)
     if not os.path.isdir(d):

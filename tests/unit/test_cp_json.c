@@ -1,5 +1,5 @@
-/* test_cp_json.c - unit tests for drivers/cp_json.c: payload loading limits and the typed getters'
- * values and texts. Driver-level behaviour is covered by the golden vectors. */
+/* test_cp_json.c - unit tests for drivers/cp_json.c: payload loading limits, the pruned loader and the
+ * typed getters' values and texts. Driver-level behaviour is covered by the golden vectors. */
 #include "citypulse/cp_json.h"
 #include "citypulse/cp_tz.h"
 
@@ -280,6 +280,220 @@ static void test_times(void **state)
         cp_tz_free(paris);
 }
 
+/* ---- cp_json_load_object() and cp_json_load_pruned() ---- */
+
+static int load_pruned_len(struct fixture *f, const void *p, size_t len, const struct cp_json_keep *keep)
+{
+        uint8_t *copy = malloc(len ? len : 1);
+        struct cp_msg msg;
+        int r;
+
+        assert_non_null(copy);
+        memcpy(copy, p, len);
+        msg = (struct cp_msg){"t", copy, len, RX};
+        json_decref(f->root);
+        f->root = NULL;
+        r = cp_json_load_pruned(&msg, &f->b, keep, &f->root);
+        free(copy);
+        return r;
+}
+
+static int load_pruned(struct fixture *f, const char *s, const struct cp_json_keep *keep)
+{
+        return load_pruned_len(f, s, strlen(s), keep);
+}
+
+/* What cp_json.h promises for one kept value, built from jansson's full tree. */
+static json_t *expected_value(json_t *v, const struct cp_json_keep *sub);
+
+static json_t *expected_object(json_t *obj, const struct cp_json_keep *keep)
+{
+        json_t *out = json_object();
+        const char *key;
+        json_t *v;
+
+        json_object_foreach(obj, key, v)
+        {
+                const struct cp_json_keep *k = NULL;
+
+                if (keep == CP_JSON_KEEP_ALL) {
+                        k = keep;
+                } else {
+                        for (const struct cp_json_keep *e = keep; e && e->key && !k; e++)
+                                k = strcmp(e->key, key) == 0 ? e : NULL;
+                }
+                if (k)
+                        json_object_set_new(out, key, expected_value(v, k->sub));
+        }
+        return out;
+}
+
+static json_t *expected_value(json_t *v, const struct cp_json_keep *sub)
+{
+        json_t *out, *e;
+        size_t i;
+
+        if (json_is_object(v))
+                return sub ? expected_object(v, sub) : json_object();
+        if (!json_is_array(v))
+                return json_incref(v);
+        out = json_array();
+        json_array_foreach(v, i, e)
+        {
+                if (sub)
+                        json_array_append_new(out, expected_value(e, sub));
+        }
+        return out;
+}
+
+/* The pruned load of s has every kept member exactly as the full load has it (cp_json.h's promise).
+ * With exact, the tree holds nothing else: the fast reader took the payload (a fallback to the full
+ * loader would also hold the members keep omits). */
+static void expect_pruned(struct fixture *f, const char *s, const struct cp_json_keep *keep, bool exact)
+{
+        json_error_t err;
+        json_t *full = json_loads(s, JSON_DECODE_ANY, &err), *want, *got;
+
+        assert_non_null(full);
+        want = expected_object(full, keep);
+        if (load_pruned(f, s, keep) != 0)
+                fail_msg("'%s': %s", s, f->b.text);
+        got = exact ? json_incref(f->root) : expected_object(f->root, keep);
+        if (!json_equal(got, want)) {
+                char *g = json_dumps(f->root, JSON_SORT_KEYS), *w = json_dumps(want, JSON_SORT_KEYS);
+
+                fail_msg("'%s': got %s, want %s%s", s, g, w, exact ? " exactly" : "");
+        }
+        json_decref(got);
+        json_decref(want);
+        json_decref(full);
+}
+
+static const struct cp_json_keep keep_dev[] = {{"id", NULL}, {NULL, NULL}};
+static const struct cp_json_keep keep_test[] = {
+    {"dev", keep_dev},  {"n", NULL}, {"s", NULL},  {"all", CP_JSON_KEEP_ALL},
+    {"list", keep_dev}, {"", NULL},  {NULL, NULL},
+};
+
+static void test_load_object(void **state)
+{
+        struct fixture *f = *state;
+        struct cp_msg msg = {"t", (const uint8_t *)"[1]", 3, RX};
+
+        assert_int_equal(cp_json_load_object(&msg, &f->b, &f->root), -EPROTO);
+        assert_null(f->root);
+        assert_string_equal(f->b.text, "payload is an array, expected object");
+        msg = (struct cp_msg){"t", (const uint8_t *)"{\"a\":1}", 7, RX};
+        assert_int_equal(cp_json_load_object(&msg, &f->b, &f->root), 0);
+        assert_true(json_is_object(f->root));
+}
+
+/* Every kept member has jansson's type and value; nothing else is there. */
+static void test_pruned_values(void **state)
+{
+        struct fixture *f = *state;
+
+        expect_pruned(f, "{}", keep_test, true);
+        expect_pruned(f, "{\"x\":1}", keep_test, true);
+        expect_pruned(f, " {\"n\" : 12 , \"s\":\"\u00e9t\u00e9\",\"x\":[1,{\"y\":\"\\\"\"}]}\r\n", keep_test,
+                      true);
+        expect_pruned(f, "{\"n\":-0,\"s\":\"caf\xc3\xa9 \xf0\x9f\x98\x80\"}", keep_test, true);
+        expect_pruned(f, "{\"n\":123456789012345678}", keep_test, true);
+        expect_pruned(f, "{\"n\":-123456789012345678}", keep_test, true);
+        expect_pruned(f, "{\"n\":0.1}", keep_test, true);
+        expect_pruned(f, "{\"n\":-1.5E+2}", keep_test, true);
+        expect_pruned(f, "{\"n\":1e-99}", keep_test, true);
+        expect_pruned(f, "{\"n\":10.0}", keep_test, true);
+        expect_pruned(f, "{\"n\":true,\"s\":false,\"all\":null}", keep_test, true);
+        /* A leaf that is a container is kept empty: only its type is read. */
+        expect_pruned(f, "{\"n\":{\"a\":1},\"s\":[1,2]}", keep_test, true);
+        /* A table prunes an object and every object in an array. */
+        expect_pruned(
+            f,
+            "{\"dev\":{\"id\":\"a\",\"other\":{\"deep\":[1]}},\"list\":[{\"id\":1,\"z\":2},3,[{\"id\":4}]]}",
+            keep_test, true);
+        /* KEEP_ALL keeps everything below. */
+        expect_pruned(f, "{\"all\":{\"a\":[1,null,{\"b\":\"c\"}],\"d\":{}}}", keep_test, true);
+        expect_pruned(f, "{\"all\":[150,null,2.5]}", keep_test, true);
+        /* Duplicate keys: the last one, as jansson. */
+        expect_pruned(f, "{\"n\":1,\"x\":0,\"n\":2}", keep_test, true);
+        expect_pruned(f, "{\"dev\":{\"id\":\"a\"},\"dev\":{\"id\":\"b\"}}", keep_test, true);
+        /* An empty key is a key like any other. */
+        expect_pruned(f, "{\"\":5}", keep_test, true);
+        /* Escapes anywhere but in what is kept or compared with a table. */
+        expect_pruned(f, "{\"x\":{\"\\u0041\":\"\\ud83d\\ude00\\/\\b\\f\\t\"},\"n\":1}", keep_test, true);
+        /* NULL keeps nothing but the root. */
+        assert_int_equal(load_pruned(f, "{\"n\":1}", NULL), 0);
+        assert_int_equal(json_object_size(f->root), 0);
+}
+
+/* The fast reader's limits: past them the full loader takes over, with its own (equal) result. */
+static void test_pruned_fallback(void **state)
+{
+        struct fixture *f = *state;
+        char deep[300];
+        size_t n = 0;
+
+        /* An escaped kept key or string, a 19-digit integer, a long real, a 3-digit exponent: all still
+         * decoded exactly (jansson's full tree). */
+        expect_pruned(f, "{\"\\u006e\":1}", keep_test, false);
+        expect_pruned(f, "{\"x\\u0041\":1,\"n\":2}", keep_test, false);
+        expect_pruned(f, "{\"s\":\"a\\\"b\"}", keep_test, false);
+        expect_pruned(f, "{\"n\":1234567890123456789}", keep_test, false);
+        expect_pruned(f, "{\"n\":0.1234567890123456789012345678901234567890}", keep_test, false);
+        expect_pruned(f, "{\"n\":1e100}", keep_test, false);
+        /* Nesting deeper than the scanner goes. */
+        n += (size_t)snprintf(deep + n, sizeof(deep) - n, "{\"n\":1,\"x\":");
+        for (int i = 0; i < 70; i++)
+                deep[n++] = '[';
+        for (int i = 0; i < 70; i++)
+                deep[n++] = ']';
+        deep[n++] = '}';
+        deep[n] = '\0';
+        expect_pruned(f, deep, keep_test, false);
+
+        /* Errors are the loader's, to the letter. */
+        expect_fail(f, load_pruned_len(f, "", 0, keep_test), CP_REASON_EMPTY, "empty payload");
+        expect_fail(f, load_pruned_len(f, "{\"n\":1}\0", 8, keep_test), CP_REASON_BAD_FORMAT,
+                    "binary payload, expected JSON");
+        expect_fail(f, load_pruned(f, "{\"n\":1} x", keep_test), CP_REASON_BAD_JSON,
+                    "invalid JSON at 1:9: end of file expected near 'x'");
+        expect_fail(f, load_pruned(f, "{\"x\":[1e400],\"n\":1}", keep_test), CP_REASON_OUT_OF_RANGE,
+                    "number out of range at 1:11: real number overflow near '1e400'");
+        expect_fail(f, load_pruned(f, "{\"x\":\"\\ud800\"}", keep_test), CP_REASON_BAD_JSON,
+                    "invalid JSON at 1:13: invalid Unicode '\\uD800' near '\"\\ud800\"'");
+        expect_fail(f, load_pruned(f, "{\"x\":\"\\u0000\"}", keep_test), CP_REASON_BAD_JSON,
+                    "invalid JSON at 1:13: \\u0000 in a string");
+        expect_fail(f, load_pruned(f, "{\"x\":\"\xc0\xaf\"}", keep_test), CP_REASON_BAD_JSON,
+                    "invalid UTF-8 at 1:6: unable to decode byte 0xc0 near '\"'");
+        expect_fail(f, load_pruned(f, "{\"x\":01}", keep_test), CP_REASON_BAD_JSON,
+                    "invalid JSON at 1:6: invalid token near '0'");
+        expect_fail(f, load_pruned(f, "[{\"n\":1}]", keep_test), CP_REASON_WRONG_TYPE,
+                    "payload is an array, expected object");
+        expect_fail(f, load_pruned(f, "\"n\"", keep_test), CP_REASON_WRONG_TYPE,
+                    "payload is a string, expected object");
+        assert_null(f->root);
+        assert_int_equal(cp_json_load_pruned(NULL, &f->b, keep_test, &f->root), -EINVAL);
+}
+
+static void test_fmt_number(void **state)
+{
+        struct fixture *f = *state;
+        char buf[CP_FMT_DOUBLE_MAX];
+
+        load_ok(f, "[20, 20.0, 0.1, -1234567890123456789, 1e300]");
+        cp_json_fmt_number(json_array_get(f->root, 0), buf, sizeof(buf));
+        assert_string_equal(buf, "20");
+        cp_json_fmt_number(json_array_get(f->root, 1), buf, sizeof(buf));
+        assert_string_equal(buf, "2e+01");
+        cp_json_fmt_number(json_array_get(f->root, 2), buf, sizeof(buf));
+        assert_string_equal(buf, "0.1");
+        cp_json_fmt_number(json_array_get(f->root, 3), buf, sizeof(buf));
+        assert_string_equal(buf, "-1234567890123456789");
+        cp_json_fmt_number(json_array_get(f->root, 4), buf, sizeof(buf));
+        assert_string_equal(buf, "1e+300");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -288,6 +502,10 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_other_types, setup, teardown),
             cmocka_unit_test_setup_teardown(test_ids, setup, teardown),
             cmocka_unit_test_setup_teardown(test_times, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_load_object, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_pruned_values, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_pruned_fallback, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_fmt_number, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

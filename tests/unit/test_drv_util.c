@@ -1,5 +1,5 @@
 /* test_drv_util.c - unit tests for drivers/drv_util.c: time parsing, epoch magnitudes, sensor ids,
- * batches and the name tables. */
+ * batches, the name tables, and the helpers drivers share for texts, value ranges and topics. */
 #include "citypulse/cp_driver.h"
 #include "citypulse/cp_err.h"
 #include "citypulse/cp_reading.h"
@@ -413,6 +413,162 @@ static void test_conf_get(void **state)
         assert_null(cp_conf_get(NULL, "timezone"));
 }
 
+/* Same-sensor readings in a row skip the id check; a different id, valid or not, still gets it. */
+static void test_batch_add_same_id(void **state)
+{
+        struct cp_batch *b = new_batch();
+
+        (void)state;
+        assert_int_equal(cp_batch_add(b, "plug-07", CP_Q_POWER_W, 1, RX, RX), 0);
+        assert_int_equal(cp_batch_add(b, "plug-07", CP_Q_VOLTAGE_V, 230, RX, RX), 0);
+        assert_int_equal(cp_batch_add(b, "plug-0", CP_Q_VOLTAGE_V, 230, RX, RX), 0);
+        assert_int_equal(b->n, 3);
+        assert_string_equal(b->v[2].sensor_id, "plug-0");
+        assert_int_equal(cp_batch_add(b, "plug-0#", CP_Q_POWER_W, 1, RX, RX), -EINVAL);
+        assert_string_equal(b->text, "sensor id 'plug-0#' contains an MQTT wildcard");
+        assert_int_equal(b->n, 0);
+        free(b);
+}
+
+static void expect_fmt(double d, const char *plain, const char *g)
+{
+        char buf[CP_FMT_DOUBLE_MAX];
+
+        cp_fmt_double(d, buf, sizeof(buf));
+        if (strcmp(buf, plain) != 0)
+                fail_msg("cp_fmt_double(%.17g): got '%s', want '%s'", d, buf, plain);
+        cp_fmt_double_g(d, buf, sizeof(buf));
+        if (strcmp(buf, g) != 0)
+                fail_msg("cp_fmt_double_g(%.17g): got '%s', want '%s'", d, buf, g);
+}
+
+static void test_fmt_double(void **state)
+{
+        (void)state;
+        expect_fmt(20, "20", "2e+01");
+        expect_fmt(-300, "-300", "-3e+02");
+        expect_fmt(0, "0", "0");
+        expect_fmt(-0.0, "-0", "-0");
+        expect_fmt(3.3, "3.3", "3.3");
+        expect_fmt(0.1, "0.1", "0.1");
+        expect_fmt(-273.15, "-273.15", "-273.15");
+        expect_fmt(1e7, "10000000", "1e+07");
+        expect_fmt(999999999999999, "999999999999999", "999999999999999");
+        expect_fmt(123456789012345.5, "123456789012345.5", "123456789012345.5");
+        expect_fmt(1e15, "1e+15", "1e+15");
+        expect_fmt(1e300, "1e+300", "1e+300");
+        expect_fmt(1.0 / 3, "0.3333333333333333", "0.3333333333333333");
+        expect_fmt(-1.2345678901234567e-308, "-1.2345678901234567e-308", "-1.2345678901234567e-308");
+}
+
+static void test_span_is(void **state)
+{
+        (void)state;
+        assert_true(cp_span_is("tele/x", 4, "tele"));
+        assert_false(cp_span_is("tele/x", 3, "tele"));
+        assert_false(cp_span_is("tele/x", 5, "tele"));
+        assert_true(cp_span_is("", 0, ""));
+        assert_false(cp_span_is("x", 1, ""));
+}
+
+static void test_quantity_ranges(void **state)
+{
+        struct cp_batch *b = new_batch();
+        double lo, hi;
+
+        (void)state;
+        assert_null(cp_quantity_range_problem(CP_Q_OCCUPIED, 1));
+        assert_string_equal(cp_quantity_range_problem(CP_Q_OCCUPIED, 0.5), "expected 0 or 1");
+        assert_null(cp_quantity_range_problem(CP_Q_FREE_SPACES, 1000000000));
+        assert_string_equal(cp_quantity_range_problem(CP_Q_EXITS_TOTAL, 1000000001),
+                            "expected a whole number 0..1000000000");
+        assert_string_equal(cp_quantity_range_problem(CP_Q_TOTAL_SPACES, 2.5),
+                            "expected a whole number 0..1000000000");
+        assert_string_equal(cp_quantity_range_problem(CP_Q_VOLTAGE_V_L2, -1), "expected >= 0");
+        assert_null(cp_quantity_range_problem(CP_Q_POWER_W, -1e12));
+        assert_null(cp_quantity_range_problem(CP_Q_CURRENT_A, -5));
+        assert_string_equal(cp_quantity_range_problem(CP_Q_POWER_FACTOR, 1.01), "expected -1..1");
+        assert_string_equal(cp_quantity_range_problem(CP_Q_HUMIDITY_PCT, 100.5), "expected 0..100");
+        assert_string_equal(cp_quantity_range_problem(CP_Q_TEMPERATURE_C, -274), "expected >= -273.15");
+        assert_null(cp_quantity_range_problem(CP_Q_TEMPERATURE_C, 5000));
+
+        cp_quantity_bounds(CP_Q_VOLTAGE_V, &lo, &hi);
+        assert_true(lo == 0 && hi == 1000);
+        cp_quantity_bounds(CP_Q_POWER_FACTOR, &lo, &hi);
+        assert_true(lo == -1 && hi == 1);
+        cp_quantity_bounds(CP_Q_TEMPERATURE_C, &lo, &hi);
+        assert_true(lo == -273.15 && hi == 1000);
+        cp_quantity_bounds(CP_Q_REACTIVE_POWER_VAR, &lo, &hi);
+        assert_true(lo == -1e7 && hi == 1e7);
+
+        assert_int_equal(cp_batch_fail_bounds(b, "ENERGY.Voltage[1]", 1000.5, 0, 1000, NULL), -EPROTO);
+        assert_int_equal(b->reason, CP_REASON_OUT_OF_RANGE);
+        assert_string_equal(b->text, "ENERGY.Voltage[1] is 1000.5, expected 0 to 1000");
+        (void)cp_batch_fail_bounds(b, "voltage", -5, 0, 100000, " (mV, battery device)");
+        assert_string_equal(b->text, "voltage is -5, expected 0 to 100000 (mV, battery device)");
+
+        assert_null(cp_value_check_problem(-1e9, CP_CHECK_SIGNED));
+        assert_string_equal(cp_value_check_problem(-0.1, CP_CHECK_NONNEG), "expected >= 0");
+        assert_string_equal(cp_value_check_problem(-1.5, CP_CHECK_PF), "expected -1 to 1");
+        assert_null(cp_value_check_problem(-1, CP_CHECK_PF));
+        assert_string_equal(cp_value_check_problem(-300, CP_CHECK_ABOVE_0K), "below absolute zero (-273.15)");
+        free(b);
+}
+
+static void expect_span(const char *topic, const char *setting, const char *want)
+{
+        struct cp_topic_span span = {0};
+        char err[256] = "";
+        const char *p = NULL;
+        size_t len = 0;
+
+        if (cp_conf_parse_topic_span("senml", "id_topic_level", setting, &span, err, sizeof(err)) != 0)
+                fail_msg("'%s': %s", setting, err);
+        if (!want) {
+                assert_false(cp_topic_span_get(topic, &span, &p, &len));
+                return;
+        }
+        assert_true(cp_topic_span_get(topic, &span, &p, &len));
+        if (len != strlen(want) || memcmp(p, want, len) != 0)
+                fail_msg("'%s' level %s: got '%.*s', want '%s'", topic, setting, (int)len, p, want);
+}
+
+static void test_topic_span(void **state)
+{
+        struct cp_topic_span span = {0};
+        char err[256];
+
+        (void)state;
+        expect_span("a/b/c", "1", "a");
+        expect_span("a/b/c", "2", "b");
+        expect_span("a/b/c", "-1", "c");
+        expect_span("a/b/c", "-3", "a");
+        expect_span("a/b/c", "2..", "b/c");
+        expect_span("a/b/c", "-2..", "b/c");
+        expect_span("a//c", "2", "");
+        expect_span("a/b/c", "4", NULL);
+        expect_span("a/b/c", "-4", NULL);
+        expect_span("abc", "1..", "abc");
+
+        assert_int_equal(
+            cp_conf_parse_topic_span("json_map", "id_topic_level", "64..", &span, err, sizeof(err)), 0);
+        assert_true(span.level == 64 && span.to_end);
+        const char *const bad[] = {"0", "65", "-65", "x", "", "2.", "2...", "1e1", "99999999999999999999"};
+        for (size_t i = 0; i < CP_ARRAY_LEN(bad); i++) {
+                char want[256];
+
+                assert_int_equal(
+                    cp_conf_parse_topic_span("json_map", "id_topic_level", bad[i], &span, err, sizeof(err)),
+                    -EINVAL);
+                (void)snprintf(
+                    want, sizeof(want),
+                    "driver.json_map.id_topic_level: '%s' is not a topic level: N or N.. with N in 1..64 "
+                    "from the start or -1..-64 from the end",
+                    bad[i]);
+                assert_string_equal(err, want);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -427,6 +583,11 @@ int main(void)
             cmocka_unit_test(test_batch_fail),
             cmocka_unit_test(test_names),
             cmocka_unit_test(test_conf_get),
+            cmocka_unit_test(test_batch_add_same_id),
+            cmocka_unit_test(test_fmt_double),
+            cmocka_unit_test(test_span_is),
+            cmocka_unit_test(test_quantity_ranges),
+            cmocka_unit_test(test_topic_span),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
