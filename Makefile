@@ -16,7 +16,7 @@ SANITIZE ?=
 VERSION  := 0.1.0
 
 CC       ?= cc
-PKGS     := libuv libmosquitto jansson sqlite3 libmicrohttpd zlib
+PKGS     := libuv libmosquitto jansson sqlite3 libmicrohttpd zlib librrd
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wundef \
             -Wpointer-arith -Wcast-qual -Wwrite-strings -Wvla -Wimplicit-fallthrough -fno-common
 ifeq ($(WERROR),1)
@@ -48,7 +48,7 @@ GOLDEN_BIN := $(BUILD)/tests/golden
 
 # Debian 12 packages: build, tests (broker, clients, sqlite3 CLI, curl, python3 for output checks), run.
 DEB_PKGS := make gcc libc6-dev pkg-config libuv1-dev libmosquitto-dev libjansson-dev libsqlite3-dev \
-            libmicrohttpd-dev zlib1g-dev libcmocka-dev librrd-dev libcurl4-openssl-dev \
+            libmicrohttpd-dev zlib1g-dev libcmocka-dev librrd-dev libcurl4-openssl-dev rrdtool rrdcached \
             mosquitto mosquitto-clients sqlite3 curl python3 procps ca-certificates clang systemd man-db chromium prometheus
 
 .PHONY: all deps test check unit e2e run bench fuzz fuzzers install clean help tests
@@ -115,10 +115,13 @@ $(BUILD)/fuzz/fuzz_config: tests/fuzz/fuzz_config.c daemon/config.c daemon/route
 build/bench/bench_drivers: tests/bench/bench_drivers.c $(DRIVER_SRC) drivers/drivers.def
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -D_GNU_SOURCE -O2 -g -Iinclude -Idrivers -o $@ tests/bench/bench_drivers.c $(DRIVER_SRC) -ljansson -lm
+build/bench/nullsub: tests/bench/nullsub.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -o $@ $< -lmosquitto
 bench: deps
-	$(MAKE) --no-print-directory all build/bench/bench_drivers
+	$(MAKE) --no-print-directory all build/bench/bench_drivers build/bench/nullsub
 	build/bench/bench_drivers tests/drivers 1
-	@if [ -x tests/bench/run.sh ]; then bash tests/bench/run.sh; fi
+	bash tests/bench/run.sh
 
 FUZZ_SECS ?= 300
 fuzz: deps

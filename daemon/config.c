@@ -70,6 +70,8 @@ static const struct conf_key schema[] = {
         {"store.retention.readings", T_DURATION, O(store_retention_readings_ms), "30d", 3600000, 36600 * DAY, 0},
         {"store.retention.rejects", T_DURATION, O(store_retention_rejects_ms), "7d", 3600000, 36600 * DAY, 0},
         {"rejects.max_payload", T_SIZE, O(rejects_max_payload), "4k", 0, 1LL << 20, 0},
+        {"rrd.cached_address", T_STR, O(rrd_cached_address), NULL, 0, 0, F_RESTART},
+        {"rrd.step", T_DURATION, O(rrd_step_ms), "60s", 1000, 3600000, F_RESTART},
         {"publish.prefix", T_STR, O(publish_prefix), "citypulse", 0, 0, F_RESTART},
         {"ods_push.url", T_STR, O(ods_push_url), NULL, 0, 0, 0},
         {"ods_push.pushkey_file", T_STR, O(ods_push_pushkey_file), NULL, 0, 0, 0},

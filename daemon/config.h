@@ -62,6 +62,9 @@ struct cp_config {
         int64_t store_retention_rejects_ms;
         int64_t rejects_max_payload;
 
+        char *rrd_cached_address;
+        int64_t rrd_step_ms;
+
         char *publish_prefix;
         char *ods_push_url;
         char *ods_push_pushkey_file;

@@ -17,6 +17,7 @@
 #include "registry.h"
 #include "route.h"
 #include "sse.h"
+#include "store_rrd.h"
 #include "storeq.h"
 
 struct cp_http_cache {
@@ -38,6 +39,7 @@ enum cp_route_id {
         CP_RT_METRICS,
         CP_RT_ENERGY,
         CP_RT_STREAM,
+        CP_RT_GRAPH,
         CP_RT_DASHBOARD,
         CP_RT_OTHER,
         _CP_RT_MAX,
@@ -58,6 +60,12 @@ struct cp_daemon {
         struct cp_mqtt_in mqtt;
         struct cp_http http;
         struct cp_sse sse;
+        struct cp_rrd rrd;
+        bool rrd_running;
+        uv_timer_t rrd_timer; /* samples live state into the series every rrd.step */
+        struct cp_graph_job *graph_jobs; /* graph requests waiting for the rrd thread */
+        struct cp_graph_cache *graph_cache;
+        size_t n_graph_cache;
 
         uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
         uv_timer_t rotate_timer;   /* hands journal segments to the store thread */
@@ -77,6 +85,8 @@ struct cp_daemon {
 enum MHD_Result cp_api_handle(struct cp_http *h, struct MHD_Connection *conn, struct cp_http_req *req, void *ud);
 void cp_api_done(struct cp_http *h, struct cp_http_req *req, void *ud);
 void cp_api_cache_drop(struct cp_daemon *d);
+/* Resumes every suspended graph request (MHD_stop_daemon needs none suspended) and frees the cache. */
+void cp_api_graphs_stop(struct cp_daemon *d);
 
 /* sdnotify.c: sd_notify(3) without libsystemd; a no-op when $NOTIFY_SOCKET is unset. */
 int cp_sd_notify(const char *state);

@@ -376,6 +376,214 @@ static enum MHD_Result get_dashboard(struct cp_daemon *d, struct MHD_Connection 
         return ret;
 }
 
+/* --- graphs: GET /graphs/{parking_id|district}.png?period=1d|1w|1m|1y ---
+ *
+ * librrd renders on the rrd thread, one graph at a time (rrd_graph_v is not reentrant). The request is
+ * suspended meanwhile and resumed by the callback; MHD then calls the handler again, which finds the
+ * PNG in the job and queues it. Rendered PNGs are kept for a minute (the series' step): a dashboard
+ * polled by many people costs one render per graph and period, and librrd 1.7.2 leaks a little on
+ * every rrd_graph_v call. */
+
+#define GRAPH_CACHE_MS 60000
+
+struct cp_graph_job {
+        struct cp_graph_job *next;
+        struct cp_daemon *d;
+        struct MHD_Connection *conn;
+        struct cp_http_req *req; /* NULL once the request is gone */
+        char key[CP_SENSOR_ID_MAX + 16];
+        unsigned char *png;
+        size_t len;
+        int err;
+        bool done;    /* the rrd callback ran */
+        bool resumed; /* the connection was resumed */
+};
+
+struct cp_graph_cache {
+        char key[CP_SENSOR_ID_MAX + 16];
+        unsigned char *png;
+        size_t len;
+        int64_t rendered_ms;
+};
+
+static void job_unlink(struct cp_daemon *d, struct cp_graph_job *j)
+{
+        for (struct cp_graph_job **pp = &d->graph_jobs; *pp; pp = &(*pp)->next)
+                if (*pp == j) {
+                        *pp = j->next;
+                        return;
+                }
+}
+
+/* A job is freed by whichever of its two owners lets go last: the rrd callback or the request. */
+static void job_release(struct cp_graph_job *j)
+{
+        if (!j->done || j->req)
+                return;
+        job_unlink(j->d, j);
+        free(j->png);
+        free(j);
+}
+
+static void job_req_gone(void *ctx)
+{
+        struct cp_graph_job *j = ctx;
+
+        j->req = NULL;
+        job_release(j);
+}
+
+static void job_resume(struct cp_graph_job *j)
+{
+        if (j->resumed || !j->req)
+                return;
+        j->resumed = true;
+        MHD_resume_connection(j->conn);
+        cp_http_kick(&j->d->http);
+}
+
+static struct cp_graph_cache *cache_find(struct cp_daemon *d, const char *key)
+{
+        for (size_t i = 0; i < d->n_graph_cache; i++)
+                if (strcmp(d->graph_cache[i].key, key) == 0)
+                        return &d->graph_cache[i];
+        return NULL;
+}
+
+static void cache_put(struct cp_daemon *d, const char *key, const unsigned char *png, size_t len)
+{
+        struct cp_graph_cache *c = cache_find(d, key);
+        unsigned char *copy;
+
+        if (d->stopping)
+                return;
+        copy = malloc(len);
+        if (!copy)
+                return;
+        memcpy(copy, png, len);
+        if (!c) {
+                struct cp_graph_cache *v = realloc(d->graph_cache, (d->n_graph_cache + 1) * sizeof(*v));
+                if (!v) {
+                        free(copy);
+                        return;
+                }
+                d->graph_cache = v;
+                c = &v[d->n_graph_cache++];
+                memset(c, 0, sizeof(*c));
+                snprintf(c->key, sizeof(c->key), "%s", key);
+        }
+        free(c->png);
+        c->png = copy;
+        c->len = len;
+        c->rendered_ms = cp_now_ms();
+}
+
+static void on_graph(void *ud, int err, unsigned char *png, size_t len)
+{
+        struct cp_graph_job *j = ud;
+
+        j->done = true;
+        j->err = err;
+        j->png = png;
+        j->len = len;
+        if (!err && png)
+                cache_put(j->d, j->key, png, len);
+        job_resume(j);
+        job_release(j);
+}
+
+static enum MHD_Result send_png(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req,
+                                const unsigned char *png, size_t len)
+{
+        char *copy = malloc(len ? len : 1);
+
+        if (!copy)
+                return MHD_NO;
+        memcpy(copy, png, len);
+        (void)d;
+        return send_body_take(d, conn, req, MHD_HTTP_OK, copy, len, "image/png", false, GRAPH_CACHE_MS);
+}
+
+static enum MHD_Result get_graph(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req,
+                                 const char *file)
+{
+        struct cp_graph_job *j = req->ctx;
+        const char *pq = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "period");
+        enum cp_rrd_kind kind;
+        struct cp_graph_cache *c;
+        char id[CP_SENSOR_ID_MAX], key[CP_SENSOR_ID_MAX + 16];
+        size_t fl = strlen(file);
+        int period, r;
+
+        if (j) {
+                /* Called again after the resume: the render is done. */
+                if (j->err == -ENOENT)
+                        return cp_http_error(conn, req, MHD_HTTP_NOT_FOUND, "not_found", "no series yet for this id");
+                if (j->err || !j->png)
+                        return cp_http_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "graph_failed",
+                                             "the graph could not be rendered, retry later");
+                return send_png(d, conn, req, j->png, j->len);
+        }
+        if (fl < 5 || strcmp(file + fl - 4, ".png") != 0 || fl - 4 >= sizeof(id))
+                return cp_http_error(conn, req, MHD_HTTP_NOT_FOUND, "not_found", "graphs are /graphs/<id>.png");
+        memcpy(id, file, fl - 4);
+        id[fl - 4] = '\0';
+        period = cp_rrd_period_parse(pq ? pq : "1d");
+        if (period < 0)
+                return cp_http_error(conn, req, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                     "period must be one of 1d, 1w, 1m, 1y");
+        if (cp_registry_facility(d->reg, id)) {
+                kind = CP_RRD_FACILITY;
+        } else {
+                bool found = false;
+                for (size_t i = 0; i < d->reg->n_districts && !found; i++)
+                        found = strcmp(d->reg->districts[i].name, id) == 0;
+                if (!found)
+                        return cp_http_error(conn, req, MHD_HTTP_NOT_FOUND, "not_found", "no such facility or district");
+                kind = CP_RRD_DISTRICT;
+        }
+        snprintf(key, sizeof(key), "%s|%d", id, period);
+        c = cache_find(d, key);
+        if (c && cp_now_ms() - c->rendered_ms < GRAPH_CACHE_MS)
+                return send_png(d, conn, req, c->png, c->len);
+        if (!d->rrd_running)
+                return cp_http_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "graphs_off", "graphs are not available");
+        j = calloc(1, sizeof(*j));
+        if (!j)
+                return MHD_NO;
+        j->d = d;
+        j->conn = conn;
+        j->req = req;
+        snprintf(j->key, sizeof(j->key), "%s", key);
+        r = cp_rrd_graph(&d->rrd, kind, id, (enum cp_rrd_period)period, on_graph, j);
+        if (r < 0) {
+                free(j);
+                if (r == -EAGAIN)
+                        return cp_http_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "busy", "too many graphs waiting, retry");
+                return cp_http_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "graph_failed", "graphs are not available");
+        }
+        j->next = d->graph_jobs;
+        d->graph_jobs = j;
+        req->ctx = j;
+        req->ctx_free = job_req_gone;
+        MHD_suspend_connection(conn);
+        return MHD_YES;
+}
+
+void cp_api_graphs_stop(struct cp_daemon *d)
+{
+        for (struct cp_graph_job *j = d->graph_jobs; j; j = j->next) {
+                if (!j->done)
+                        j->err = -ECANCELED;
+                job_resume(j);
+        }
+        for (size_t i = 0; i < d->n_graph_cache; i++)
+                free(d->graph_cache[i].png);
+        free(d->graph_cache);
+        d->graph_cache = NULL;
+        d->n_graph_cache = 0;
+}
+
 /* --- metrics (Prometheus text format 0.0.4). Labels carry drivers, reasons, routes and classes, never
  * topics or sensor ids. --- */
 
@@ -420,7 +628,7 @@ static void metric_head(struct buf *b, const char *name, const char *type, const
 static const char *const route_names[_CP_RT_MAX] = {
         [CP_RT_PARKINGS] = "parkings", [CP_RT_PARKING] = "parking", [CP_RT_SPOTS] = "spots",
         [CP_RT_SENSOR] = "sensor",     [CP_RT_HEALTHZ] = "healthz", [CP_RT_READYZ] = "readyz",
-        [CP_RT_METRICS] = "metrics",   [CP_RT_ENERGY] = "energy", [CP_RT_STREAM] = "stream", [CP_RT_DASHBOARD] = "dashboard",   [CP_RT_OTHER] = "other",
+        [CP_RT_METRICS] = "metrics",   [CP_RT_ENERGY] = "energy", [CP_RT_STREAM] = "stream", [CP_RT_GRAPH] = "graph", [CP_RT_DASHBOARD] = "dashboard",   [CP_RT_OTHER] = "other",
 };
 
 static enum MHD_Result get_metrics(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req)
@@ -603,6 +811,9 @@ enum MHD_Result cp_api_handle(struct cp_http *h, struct MHD_Connection *conn, st
         } else if (p.n == 1 && p.seg[0][0] == '\0') {
                 req->route = CP_RT_DASHBOARD;
                 return get_dashboard(d, conn, req);
+        } else if (p.n == 2 && seg_is(&p, 0, "graphs")) {
+                req->route = CP_RT_GRAPH;
+                return get_graph(d, conn, req, p.seg[1]);
         } else if (p.n == 1 && seg_is(&p, 0, "healthz")) {
                 req->route = CP_RT_HEALTHZ;
                 return get_healthz(d, conn, req);

@@ -204,6 +204,7 @@ int cp_journal_rotate(struct cp_journal *j, char **ret_path)
                 return 0;
         close(j->fd);
         j->fd = -1;
+        j->bytes = j->records = 0;
         *ret_path = seg_path(j->dir, j->seq);
         j->seq++;
         return *ret_path ? 0 : -ENOMEM;

@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +206,8 @@ static void on_http_closed(struct cp_http *h)
         cp_api_cache_drop(d);
 }
 
+static void on_rrd_stopped(struct cp_rrd *r);
+
 static void begin_shutdown(struct cp_daemon *d, const char *why)
 {
         if (d->stopping)
@@ -218,9 +221,13 @@ static void begin_shutdown(struct cp_daemon *d, const char *why)
         close_if_active((uv_handle_t *)&d->sig_usr1);
         close_if_active((uv_handle_t *)&d->stats_timer);
         close_if_active((uv_handle_t *)&d->watchdog_timer);
+        close_if_active((uv_handle_t *)&d->rrd_timer);
         cp_sse_stop(&d->sse);
+        cp_api_graphs_stop(d);
         cp_http_stop(&d->http);
         cp_mqtt_in_stop(&d->mqtt);
+        if (d->rrd_running)
+                cp_rrd_stop(&d->rrd, on_rrd_stopped);
 }
 
 static void reload(struct cp_daemon *d)
@@ -316,6 +323,44 @@ static void on_stats(uv_timer_t *t)
                  cp_mqtt_state_name(d->mqtt.state), in->messages, (double)dm / secs,
                  atomic_load(&d->storeq.readings_stored), in->rejects);
         cp_sd_notify(status);
+}
+
+/* Samples live state into the dashboard series: occupancy and free spaces per facility, power and
+ * imported energy per district. Unknown is NAN, which the series store as unknown. */
+static void on_rrd_sample(uv_timer_t *t)
+{
+        struct cp_daemon *d = t->data;
+        struct cp_rrd_batch *b;
+        int64_t now = cp_now_ms();
+
+        if (!d->rrd_running || !(b = cp_rrd_batch_new()))
+                return;
+        for (size_t i = 0; i < d->reg->n_facilities; i++) {
+                const struct cp_reg_facility *f = &d->reg->facilities[i];
+                struct cp_facility_view v;
+                cp_live_facility(&d->live, f, now, &v);
+                (void)cp_rrd_batch_add_facility(b, f->id, now / 1000, v.known ? v.occupancy_rate : NAN,
+                                                v.known ? (double)v.free_spaces : NAN);
+        }
+        for (size_t i = 0; i < d->reg->n_districts; i++) {
+                const struct cp_reg_district *rd = &d->reg->districts[i];
+                struct cp_energy_view v;
+                cp_live_district(&d->live, rd, now, &v);
+                (void)cp_rrd_batch_add_district(b, rd->name, now / 1000, v.has_power ? v.power_w : NAN,
+                                                v.has_import ? v.energy_import_kwh : NAN);
+        }
+        if (cp_rrd_batch_count(b) == 0) {
+                cp_rrd_batch_free(b);
+                return;
+        }
+        cp_rrd_submit_take(&d->rrd, b);
+}
+
+static void on_rrd_stopped(struct cp_rrd *r)
+{
+        struct cp_daemon *d = cp_container_of(r, struct cp_daemon, rrd);
+
+        d->rrd_running = false;
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -465,6 +510,20 @@ static int run(struct cp_daemon *d, struct bundle *b)
         cp_ingest_init(&d->ingest, d->router, &d->journal, &d->live, d->cfg);
         d->ingest.on_reject = on_reject;
         d->ingest.ud = d;
+        snprintf(err, sizeof(err), "%s/rrd", d->cfg->data_dir);
+        {
+                char rdir[4096], rerr[256] = "";
+                snprintf(rdir, sizeof(rdir), "%s", err);
+                if ((r = cp_rrd_start(&d->rrd, &d->loop, rdir, d->cfg->rrd_cached_address, rerr, sizeof(rerr))) < 0)
+                        /* The dashboard graphs are best-effort: the daemon runs without them. */
+                        cp_log(CP_LOG_ERR, "rrd", "graphs disabled, cannot start the series store err=%s reason='%s'",
+                               cp_err_name(r), rerr);
+                else
+                        d->rrd_running = true;
+        }
+        uv_timer_init(&d->loop, &d->rrd_timer);
+        d->rrd_timer.data = d;
+        uv_timer_start(&d->rrd_timer, on_rrd_sample, 0, (uint64_t)d->cfg->rrd_step_ms);
         if ((r = cp_sse_init(&d->sse, d, &d->loop)) < 0) {
                 cp_log(CP_LOG_ERR, "http", "cannot start the event stream timer err=%s", uv_err_name(r));
                 goto fail_stop;
@@ -508,8 +567,12 @@ static int run(struct cp_daemon *d, struct bundle *b)
 fail_stop:
         /* Start-up failed after the store thread started: stop it cleanly so nothing is lost. */
         d->stopping = true;
+        close_if_active((uv_handle_t *)&d->rrd_timer);
         cp_sse_stop(&d->sse);
+        cp_api_graphs_stop(d);
         cp_http_stop(&d->http);
+        if (d->rrd_running)
+                cp_rrd_stop(&d->rrd, on_rrd_stopped);
         if (d->mqtt.mosq && !d->mqtt.pending_closes) {
                 mosquitto_destroy(d->mqtt.mosq);
                 d->mqtt.mosq = NULL;

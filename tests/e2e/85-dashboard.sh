@@ -13,7 +13,8 @@ gare;Parking de la Gare;80;48.8307;2.2640;Issy-les-Moulineaux;
 CSV
 printf 'sensor_id;kind;parking_id;spot_id;district\nmairie-gate;facility;mairie;;\n' >"$T/sensors.csv"
 write_config "route city/parking/+/counter facility_json" "registry.facilities $T/facilities.csv" \
-        "registry.sensors $T/sensors.csv"
+        "registry.sensors $T/sensors.csv" "rrd.step 1s"
+export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0" # librrd's known leaks, see 87-graphs.sh
 start_daemon
 wait_ready
 [ "$(http_code /)" = 200 ] || fail "GET / is not 200"
@@ -35,6 +36,7 @@ print(json.dumps([
   {"run": "mosquitto_pub -h 127.0.0.1 -p %s -q 1 -t city/parking/mairie-gate/counter -m \x27{\"facility\":\"mairie-gate\",\"total\":120,\"free\":58}\x27" % bport},
   {"wait": cell + ".textContent === \"58\"", "timeout": 20},
   {"wait": "document.querySelector(\"#p-mairie .status\").textContent === \"open\""},
+  {"wait": "[...document.querySelectorAll(\"img.graph\")].length === 2 && [...document.querySelectorAll(\"img.graph\")].every(i => i.complete && i.naturalWidth > 0)", "timeout": 20},
   {"screenshot": shot},
 ]))' "$HTTP_PORT" "$BROKER_PORT" "$BUILD/test-artifacts/dashboard.png")
 python3 "$ROOT/tests/e2e/cdp.py" "$CHROMIUM" "http://127.0.0.1:$HTTP_PORT/" "$steps" || fail "dashboard in chromium"

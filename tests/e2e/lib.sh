@@ -10,6 +10,8 @@ T=$(mktemp -d /tmp/cp-e2e-XXXXXX)
 PIDS=()
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# librrd, pango and fontconfig keep caches until exit (tests/lsan.supp says which); ours must not leak.
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$ROOT/tests/lsan.supp:print_suppressions=0}
 
 cleanup() {
         local p
