@@ -53,10 +53,7 @@ DEB_PKGS := make gcc libc6-dev pkg-config libuv1-dev libmosquitto-dev libjansson
 
 .PHONY: all deps test check unit e2e run bench fuzz fuzzers install clean help tests
 
-all: build/citypulsed build/citypulse-sim
-ifneq ($(BUILD),build)
 all: $(BUILD)/citypulsed $(BUILD)/citypulse-sim
-endif
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -81,12 +78,6 @@ $(BUILD)/citypulsed: $(MAIN_OBJ) $(BUILD)/libcitypulse.a
 
 $(BUILD)/citypulse-sim: $(SIM_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ -lmosquitto -lm
-
-ifeq ($(BUILD),build)
-build/citypulsed build/citypulse-sim: | build
-endif
-build:
-	@mkdir -p build
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcitypulse.a
 	@mkdir -p $(dir $@)
@@ -140,14 +131,14 @@ deps:
 
 # Every test, under ASan+UBSan.
 test: deps
-	$(MAKE) --no-print-directory SANITIZE=address,undefined tests
+	$(MAKE) -j$$(nproc) --no-print-directory SANITIZE=address,undefined tests
 	@BUILD=build/san bash tests/run.sh
 
 check: tests
 	@BUILD=$(BUILD) bash tests/run.sh unit
 
 run: deps
-	$(MAKE) --no-print-directory all
+	$(MAKE) -j$$(nproc) --no-print-directory all
 	@bash tests/run_demo.sh
 
 install: all

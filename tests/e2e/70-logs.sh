@@ -14,6 +14,7 @@ PIDS+=("$DAEMON_PID")
 wait_port "$HTTP_PORT" 20 || fail "no listener"
 wait_ready
 pub -t city/x -m '{"facility":"x","free":"nope-payload-marker"}'
+wait_for 5 grep -q 'payload rejected driver=facility_json reason=wrong_type' "$T/daemon.log" || fail "no reject warning"
 kill -USR1 "$DAEMON_PID"
 wait_for 5 grep -q 'log level changed level=debug' "$T/daemon.log" || fail "SIGUSR1 did not switch to debug"
 pub -t city/x -m '{"facility":"x","free":"debug-payload-marker"}'

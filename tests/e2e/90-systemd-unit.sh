@@ -16,7 +16,7 @@ for want in 'Type=notify' 'WatchdogSec=' 'ExecReload=/bin/kill -HUP $MAINPID' 'R
 done
 grep -q '^u citypulse ' "$ROOT/systemd/citypulse.sysusers" || fail "sysusers"
 # make install puts binary, unit, sysusers, tmpfiles, config example and man page in place.
-make -s -C "$ROOT" install DESTDIR="$T/root" >/dev/null || fail "make install"
+env -u BUILD -u SANITIZE make -s -C "$ROOT" install DESTDIR="$T/root" >"$T/install.log" 2>&1 || fail "make install: $(tail -5 "$T/install.log")"
 for f in usr/local/sbin/citypulsed lib/systemd/system/citypulsed.service usr/lib/sysusers.d/citypulse.conf \
         usr/lib/tmpfiles.d/citypulse.conf etc/citypulse/citypulse.conf.example usr/local/share/man/man8/citypulsed.8; do
         [ -e "$T/root/$f" ] || fail "make install did not install /$f"
