@@ -126,8 +126,6 @@ void cp_ingest_message(struct cp_ingest *in, const char *topic, const void *payl
         r = cp_journal_append_readings(in->journal, b.v, b.n);
         if (r < 0)
                 journal_failed(in, r, rx_ms, topic);
-        else if (in->journal_complaint.active)
-                cp_complain_release(&in->journal_complaint, "ingest", "journal writes");
         in->readings += b.n;
         in->drv[route->driver].readings += b.n;
         for (size_t i = 0; i < b.n; i++) {
@@ -159,4 +157,14 @@ void cp_ingest_expire_complaints(struct cp_ingest *in, int64_t now_ms, int64_t q
                 }
         cp_complain_expire(&in->no_route_complaint, now_ms, quiet_ms, "ingest", "payloads driver=none reason=no_route");
         cp_complain_expire(&in->cap_complaint, now_ms, quiet_ms, "ingest", "unregistered sensor cap");
+}
+
+void cp_ingest_flush(struct cp_ingest *in, int64_t now_ms)
+{
+        int r = cp_journal_flush(in->journal);
+
+        if (r < 0)
+                journal_failed(in, r, now_ms, "(batch)");
+        else if (in->journal_complaint.active)
+                cp_complain_release(&in->journal_complaint, "ingest", "journal writes");
 }

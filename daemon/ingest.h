@@ -54,6 +54,8 @@ void cp_ingest_init(struct cp_ingest *in, struct cp_router *router, struct cp_jo
 void cp_ingest_configure(struct cp_ingest *in, const struct cp_config *c);
 /* Logs "recovered" for reject reasons that have not recurred for quiet_ms (called from a timer). */
 void cp_ingest_expire_complaints(struct cp_ingest *in, int64_t now_ms, int64_t quiet_ms);
+/* Writes the journal records of the messages handled since the last call (end of a read burst). */
+void cp_ingest_flush(struct cp_ingest *in, int64_t now_ms);
 void cp_ingest_message(struct cp_ingest *in, const char *topic, const void *payload, size_t len, int64_t rx_ms);
 
 #endif

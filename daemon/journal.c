@@ -57,6 +57,10 @@ static char *seg_path(const char *dir, uint64_t seq)
 
 void cp_journal_close(struct cp_journal *j)
 {
+        (void)cp_journal_flush(j);
+        free(j->pend);
+        j->pend = NULL;
+        j->pend_cap = 0;
         if (j->fd >= 0)
                 close(j->fd);
         j->fd = -1;
@@ -83,7 +87,7 @@ static int ensure_open(struct cp_journal *j)
 
 /* Writes a buffer of whole records. A short write (disk full in the middle) is cut back, so the
  * segment never holds half a record that a later append would follow. */
-static int write_records(struct cp_journal *j, const uint8_t *buf, size_t len, size_t nrec)
+static int write_direct(struct cp_journal *j, const uint8_t *buf, size_t len, size_t nrec)
 {
         size_t off = 0;
         int r;
@@ -109,6 +113,38 @@ fail:
         j->write_errors++;
         j->last_err = r;
         return r;
+}
+
+#define PEND_FLUSH (1u << 20)
+
+int cp_journal_flush(struct cp_journal *j)
+{
+        int r;
+
+        if (!j->pend_len)
+                return 0;
+        r = write_direct(j, j->pend, j->pend_len, j->pend_records);
+        j->pend_len = j->pend_records = 0;
+        return r;
+}
+
+static int write_records(struct cp_journal *j, const uint8_t *buf, size_t len, size_t nrec)
+{
+        if (j->pend_len + len > j->pend_cap) {
+                size_t ncap = CP_MAX(j->pend_cap * 2, j->pend_len + len + 65536);
+                uint8_t *np = realloc(j->pend, ncap);
+                if (!np) {
+                        /* Cannot buffer: write what is pending and this record now. */
+                        int r = cp_journal_flush(j);
+                        return r < 0 ? r : write_direct(j, buf, len, nrec);
+                }
+                j->pend = np;
+                j->pend_cap = ncap;
+        }
+        memcpy(j->pend + j->pend_len, buf, len);
+        j->pend_len += len;
+        j->pend_records += nrec;
+        return j->pend_len >= PEND_FLUSH ? cp_journal_flush(j) : 0;
 }
 
 static uint8_t *put(uint8_t *p, const void *v, size_t n)
@@ -198,6 +234,7 @@ int cp_journal_append_reject(struct cp_journal *j, const struct cp_jreject *x)
 int cp_journal_rotate(struct cp_journal *j, char **ret_path)
 {
         *ret_path = NULL;
+        (void)cp_journal_flush(j);
         if (j->fd < 0)
                 return 0;
         if (j->records == 0 && j->bytes == 0)

@@ -28,6 +28,11 @@ struct cp_journal {
         uint64_t records; /* in the current segment */
         uint64_t write_errors;
         int last_err;
+        /* Records appended since the last flush: a read burst of many messages costs one write(2).
+         * The PUBACKs of those messages are only written to the broker's socket after the burst,
+         * once cp_journal_flush() has returned, so durability is the same as one write a message. */
+        uint8_t *pend;
+        size_t pend_len, pend_cap, pend_records;
 };
 
 struct cp_jreject {
@@ -52,9 +57,14 @@ struct cp_jvisitor {
 int cp_journal_open(struct cp_journal *j, const char *dir);
 void cp_journal_close(struct cp_journal *j);
 
-/* Appends records with one write(2). Returns 0, or -errno (ENOSPC, EIO...) and nothing was kept. */
+/* Appends records to the pending buffer (written by cp_journal_flush(), or at once past 1 MiB).
+ * Returns 0 or -errno (ENOMEM; or the error of a forced flush). */
 int cp_journal_append_readings(struct cp_journal *j, const struct cp_reading *v, size_t n);
 int cp_journal_append_reject(struct cp_journal *j, const struct cp_jreject *x);
+
+/* Writes what was appended since the last flush, with one write(2). Returns 0 or -errno (the pending
+ * records are then dropped, counted in write_errors). */
+int cp_journal_flush(struct cp_journal *j);
 
 /* Closes the current segment if it holds any record and returns its path in *ret_path (caller frees),
  * or sets *ret_path NULL when there was nothing to hand over. The next append opens a new segment. */

@@ -159,6 +159,14 @@ static void on_mqtt_message(struct cp_mqtt_in *m, const struct mosquitto_message
 
         (void)m;
         cp_ingest_message(&d->ingest, msg->topic, msg->payload, (size_t)msg->payloadlen, cp_now_ms());
+}
+
+static void on_mqtt_burst_end(struct cp_mqtt_in *m, void *ud)
+{
+        struct cp_daemon *d = ud;
+
+        (void)m;
+        cp_ingest_flush(&d->ingest, cp_now_ms());
         if (d->journal.bytes >= ROTATE_BYTES)
                 rotate_journal(d);
 }
@@ -540,6 +548,7 @@ static int run(struct cp_daemon *d, struct bundle *b)
         }
         d->mqtt.on_message = on_mqtt_message;
         d->mqtt.on_state = on_mqtt_state;
+        d->mqtt.on_burst_end = on_mqtt_burst_end;
         d->mqtt.on_closed = on_mqtt_closed;
         d->mqtt.ud = d;
         signal_start(d, &d->sig_term, SIGTERM);

@@ -99,7 +99,18 @@ static void connection_lost(struct cp_mqtt_in *m)
         schedule_reconnect(m);
 }
 
+static void read_burst_inner(struct cp_mqtt_in *m);
+
+/* Reads what is waiting, then lets the owner make it durable (on_burst_end) before the loop writes
+ * the PUBACKs of those messages: libmosquitto only queued them (see mosquitto_threaded_set). */
 static void read_burst(struct cp_mqtt_in *m)
+{
+        read_burst_inner(m);
+        if (m->on_burst_end)
+                m->on_burst_end(m, m->ud);
+}
+
+static void read_burst_inner(struct cp_mqtt_in *m)
 {
         for (int i = 0; i < READ_BURST; i++) {
                 int rc;

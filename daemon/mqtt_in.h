@@ -56,6 +56,8 @@ struct cp_mqtt_in {
         struct cp_complaint conn_complaint;
         cp_mqtt_message_fn on_message;
         void (*on_state)(struct cp_mqtt_in *m, void *ud);
+        /* After each read burst, before anything is written to the broker (PUBACKs included). */
+        void (*on_burst_end)(struct cp_mqtt_in *m, void *ud);
         void (*on_closed)(struct cp_mqtt_in *m, void *ud);
         void *ud;
         unsigned pending_closes;

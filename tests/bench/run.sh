@@ -12,6 +12,7 @@ T=$(mktemp -d /tmp/cp-bench-XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
+[ -n "${BENCH_KEEP:-}" ] && trap - EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_ms() { date +%s%3N; }
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
@@ -90,7 +91,7 @@ PY
 
 echo "ingest benchmark: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), ${SECS}s floods of facility JSON"
 printf '%-5s %-28s %10s %10s %12s %14s %7s\n' qos who sent received msg/s readings/s ratio
-for qos in 0 1; do
+for qos in ${BENCH_QOS:-0 1}; do
         read -r bs bn brate < <(baseline "$qos")
         read -r ds dn drate dstore < <(daemon_run "$qos")
         printf '%-5s %-28s %10s %10s %12s %14s %7s\n' "$qos" "mosquitto -> null subscriber" "$bs" "$bn" "$brate" "-" "1.00"
