@@ -193,8 +193,10 @@ static void run_listener(struct cp_http_listener *l)
         if (!l->d)
                 return;
         MHD_run(l->d);
+        /* "Now" becomes 1 ms: a 0 ms timer re-armed from its own callback would run again within the
+         * same timer phase (libuv 1.44) and starve every other handle while MHD has work. */
         if (MHD_get_timeout(l->d, &to) == MHD_YES)
-                uv_timer_start(&l->timer, on_timer, to, 0);
+                uv_timer_start(&l->timer, on_timer, to ? to : 1, 0);
         else
                 uv_timer_stop(&l->timer);
 }

@@ -25,7 +25,7 @@ static struct poll_ctx *pollctx(struct cp_mqtt_in *m);
 static void update_poll(struct cp_mqtt_in *m);
 static void schedule_reconnect(struct cp_mqtt_in *m);
 static void maybe_closed(struct cp_mqtt_in *m);
-static void on_drain(uv_timer_t *t);
+static void on_drain(uv_idle_t *t);
 
 const char *cp_mqtt_state_name(enum cp_mqtt_state s)
 {
@@ -132,8 +132,10 @@ static void read_burst_inner(struct cp_mqtt_in *m)
                 if (m->stopping)
                         return;
         }
-        /* More may be waiting, possibly inside TLS buffers that poll cannot see: come back soon. */
-        uv_timer_start(&m->drain_timer, on_drain, 0, 0);
+        /* More may be waiting, possibly inside TLS buffers that poll cannot see: come back on the next
+         * loop iteration, after the other handles had their turn. (A 0 ms timer re-armed from its own
+         * callback would run again within the same timer phase with libuv 1.44, starving HTTP.) */
+        uv_idle_start(&m->drain_idle, on_drain);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -160,10 +162,11 @@ static void on_poll(uv_poll_t *h, int status, int events)
                 update_poll(m);
 }
 
-static void on_drain(uv_timer_t *t)
+static void on_drain(uv_idle_t *t)
 {
-        struct cp_mqtt_in *m = cp_container_of(t, struct cp_mqtt_in, drain_timer);
+        struct cp_mqtt_in *m = cp_container_of(t, struct cp_mqtt_in, drain_idle);
 
+        uv_idle_stop(&m->drain_idle);
         if (m->poll.data && !m->stopping) {
                 read_burst(m);
                 if (m->poll.data)
@@ -534,7 +537,7 @@ int cp_mqtt_in_start(struct cp_mqtt_in *m, uv_loop_t *loop, const struct cp_conf
         }
         uv_timer_init(loop, &m->misc_timer);
         uv_timer_init(loop, &m->reconnect_timer);
-        uv_timer_init(loop, &m->drain_timer);
+        uv_idle_init(loop, &m->drain_idle);
         m->pending_closes = 3;
         uv_timer_start(&m->misc_timer, on_misc, 1000, 1000);
         try_connect(m);
@@ -619,8 +622,8 @@ void cp_mqtt_in_stop(struct cp_mqtt_in *m)
         drop_poll(m);
         m->misc_timer.data = m;
         m->reconnect_timer.data = m;
-        m->drain_timer.data = m;
+        m->drain_idle.data = m;
         uv_close((uv_handle_t *)&m->misc_timer, on_timer_closed);
         uv_close((uv_handle_t *)&m->reconnect_timer, on_timer_closed);
-        uv_close((uv_handle_t *)&m->drain_timer, on_timer_closed);
+        uv_close((uv_handle_t *)&m->drain_idle, on_timer_closed);
 }

@@ -33,7 +33,7 @@ struct cp_mqtt_in {
         bool poll_closing;
         uv_timer_t misc_timer;
         uv_timer_t reconnect_timer;
-        uv_timer_t drain_timer;
+        uv_idle_t drain_idle; /* more to read after a capped burst: once per loop iteration */
         enum cp_mqtt_state state;
         bool ever_connected;
         bool stopping;
