@@ -320,7 +320,16 @@ static bool scan_literal(struct scanner *s, const char *word, json_t *v, json_t 
         return true;
 }
 
-/* The entry of table k for key[0..len), which holds no NUL (scan_string() refuses control bytes). */
+/* Whether key[0..len) ends with the NUL-terminated suffix. */
+static bool ends_with(const char *key, size_t len, const char *suffix)
+{
+        size_t n = strlen(suffix);
+
+        return n <= len && memcmp(key + len - n, suffix, n) == 0;
+}
+
+/* The entry of table k for key[0..len), which holds no NUL (scan_string() refuses control bytes): the
+ * first whose key is key itself, or a pattern "prefix*suffix" that key fits (cp_json.h). */
 static const struct cp_json_keep *find_keep(const struct cp_json_keep *k, const char *key, size_t len)
 {
         char first = len ? key[0] : '\0';
@@ -330,13 +339,15 @@ static const struct cp_json_keep *find_keep(const struct cp_json_keep *k, const 
         /* Every payload key is looked up, most of them in vain: the first byte settles nearly all, and
          * the rest is compared by hand rather than through a library call. */
         for (; k->key; k++) {
-                size_t i = 1;
+                size_t i = 0;
 
-                if (k->key[0] != first)
+                if (k->key[0] != first && k->key[0] != '*')
                         continue;
-                while (i < len && k->key[i] == key[i])
+                while (i < len && k->key[i] == key[i] && k->key[i] != '*')
                         i++;
-                if (i >= len && k->key[len] == '\0')
+                if (k->key[i] == '*' && ends_with(key + i, len - i, k->key + i + 1))
+                        return k;
+                if (k->key[i] == '\0' && i == len)
                         return k;
         }
         return NULL;
@@ -450,28 +461,47 @@ static bool scan_value(struct scanner *s, const struct cp_json_keep *sub, json_t
         }
 }
 
-int cp_json_load_pruned(const struct cp_msg *msg, struct cp_batch *b, const struct cp_json_keep *keep,
-                        json_t **ret_root)
+/* The fast reader of cp_json_load_pruned() and cp_json_load_pruned_any(): true with *ret_root when it
+ * took the whole payload (an object root only unless any), false to fall back to the full loader. */
+static bool load_fast(const struct cp_msg *msg, const struct cp_json_keep *keep, bool any, json_t **ret_root)
 {
         struct scanner s;
         json_t *root = NULL;
 
-        if (!msg || !b || !ret_root)
-                return -EINVAL;
         /* Empty and oversized payloads go straight to the loader, which names the problem. */
         if (!msg->payload || msg->len == 0 || msg->len > CP_JSON_MAX_BYTES)
-                return cp_json_load_object(msg, b, ret_root);
+                return false;
         s = (struct scanner){(const char *)msg->payload, (const char *)msg->payload + msg->len, 0};
         skip_ws(&s);
-        if (s.p < s.end && *s.p == '{' && scan_value(&s, keep, &root)) {
+        if (s.p < s.end && (any || *s.p == '{') && scan_value(&s, keep, &root)) {
                 skip_ws(&s);
                 if (s.p == s.end) {
                         *ret_root = root;
-                        return 0;
+                        return true;
                 }
                 json_decref(root);
         }
+        return false;
+}
+
+int cp_json_load_pruned(const struct cp_msg *msg, struct cp_batch *b, const struct cp_json_keep *keep,
+                        json_t **ret_root)
+{
+        if (!msg || !b || !ret_root)
+                return -EINVAL;
+        if (load_fast(msg, keep, false, ret_root))
+                return 0;
         return cp_json_load_object(msg, b, ret_root);
+}
+
+int cp_json_load_pruned_any(const struct cp_msg *msg, struct cp_batch *b, const struct cp_json_keep *keep,
+                            json_t **ret_root)
+{
+        if (!msg || !b || !ret_root)
+                return -EINVAL;
+        if (load_fast(msg, keep, true, ret_root))
+                return 0;
+        return cp_json_load(msg, b, ret_root);
 }
 
 /* Returns 1 with *ret_v set, 0 for an absent optional field, or a negative errno. */

@@ -82,6 +82,38 @@ static const struct {
     {"ParkingSpot", KIND_SPOT},
 };
 
+/* What ngsi_decode() reads, for cp_json_load_pruned_any(). An attribute is read as a keyValues value
+ * or a normalized object: its "value" (itself maybe a typed literal with "@value"), "@value",
+ * "observedAt" and metadata.timestamp/TimeInstant.value. */
+static const struct cp_json_keep keep_literal[] = {{"@value", NULL}, {NULL, NULL}};
+static const struct cp_json_keep keep_meta_time[] = {{"value", NULL}, {NULL, NULL}};
+static const struct cp_json_keep keep_meta[] = {
+    {"timestamp", keep_meta_time},
+    {"TimeInstant", keep_meta_time},
+    {NULL, NULL},
+};
+static const struct cp_json_keep keep_attr[] = {
+    {"value", keep_literal}, {"@value", NULL}, {"observedAt", NULL}, {"metadata", keep_meta}, {NULL, NULL},
+};
+/* clang-format off */
+#define KEEP_ENTITY                                                                                        \
+        {"id", NULL}, {"type", NULL}, {"totalSpotNumber", keep_attr}, {"availableSpotNumber", keep_attr},   \
+        {"occupiedSpotNumber", keep_attr}, {"status", keep_attr}, {"occupancyModified", keep_attr},         \
+        {"dateObserved", keep_attr}, {"observationDateTime", keep_attr}, {"TimeInstant", keep_attr}
+/* clang-format on */
+static const struct cp_json_keep keep_entity[] = {KEEP_ENTITY, {NULL, NULL}};
+/* An entity or a notification ("data" of entities): the body of the NGSI-LD envelope. */
+static const struct cp_json_keep keep_body[] = {
+    KEEP_ENTITY,
+    {"data", keep_entity},
+    {"subscriptionId", NULL},
+    {NULL, NULL},
+};
+/* The root: an entity, a notification or the envelope; an array root holds entities. */
+static const struct cp_json_keep keep_root[] = {
+    KEEP_ENTITY, {"data", keep_entity}, {"subscriptionId", NULL}, {"body", keep_body}, {NULL, NULL},
+};
+
 /* Appends s at buf[n] within buf[size] (n < size), cut to fit; returns the new length. Paths are
  * built from our own ASCII keys and indices, so a cut never splits a character. */
 static size_t append(char *buf, size_t size, size_t n, const char *s)
@@ -407,7 +439,7 @@ static int ngsi_decode(void *state, const struct cp_msg *msg, struct cp_batch *o
         int r;
 
         cp_batch_reset(out);
-        r = cp_json_load(msg, out, &root);
+        r = cp_json_load_pruned_any(msg, out, keep_root, &root);
         if (r < 0)
                 return r;
         find_topic_id(&c);

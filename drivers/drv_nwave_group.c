@@ -38,6 +38,20 @@
 /* Room for "positions_availability[63].position". */
 #define PATH_LEN 64
 
+/* What nwave_decode() reads, for cp_json_load_pruned(): the time, and of each element its status
+ * and its position's ids. */
+static const struct cp_json_keep keep_position[] = {{"id", NULL}, {"custom_id", NULL}, {NULL, NULL}};
+static const struct cp_json_keep keep_element[] = {
+    {"position", keep_position},
+    {"occupation_status", NULL},
+    {NULL, NULL},
+};
+static const struct cp_json_keep keep_root[] = {
+    {"timestamp", NULL},
+    {POSITIONS, keep_element},
+    {NULL, NULL},
+};
+
 /* The spot's sensor id: a non-empty custom_id (the operator's own bay name), else the numeric id.
  * `path` names the position object ("positions_availability[3].position"). */
 static int read_position_id(struct cp_batch *b, const json_t *pos, const char *path, char *ret)
@@ -96,7 +110,7 @@ static int nwave_decode(void *state, const struct cp_msg *msg, struct cp_batch *
         int r;
 
         cp_batch_reset(out);
-        r = cp_json_load_object(msg, out, &root);
+        r = cp_json_load_pruned(msg, out, keep_root, &root);
         if (r < 0)
                 return r;
         r = cp_json_get_array(out, root, NULL, POSITIONS, true, &positions, NULL);

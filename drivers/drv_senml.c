@@ -556,6 +556,14 @@ static int decode_records(const struct senml_state *st, const struct cp_msg *msg
         return out->n > 0 ? 0 : -ENODATA;
 }
 
+/* What read_record() reads of a record, for cp_json_load_pruned_any(): every field it knows, and
+ * every must-understand one (a name ending in '_'), which refuses the pack. */
+static const struct cp_json_keep keep_record[] = {
+    {"bn", NULL}, {"bt", NULL}, {"bu", NULL}, {"bv", NULL}, {"bs", NULL}, {"bver", NULL},
+    {"n", NULL},  {"u", NULL},  {"v", NULL},  {"s", NULL},  {"t", NULL},  {"ut", NULL},
+    {"vs", NULL}, {"vd", NULL}, {"vb", NULL}, {"*_", NULL}, {NULL, NULL},
+};
+
 static int senml_decode(void *state, const struct cp_msg *msg, struct cp_batch *out)
 {
         const struct senml_state *st = state;
@@ -563,7 +571,7 @@ static int senml_decode(void *state, const struct cp_msg *msg, struct cp_batch *
         int r;
 
         cp_batch_reset(out);
-        r = cp_json_load(msg, out, &root);
+        r = cp_json_load_pruned_any(msg, out, keep_record, &root);
         if (r < 0)
                 return r;
         if (!json_is_array(root))

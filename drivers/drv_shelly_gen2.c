@@ -135,6 +135,56 @@ static const struct component components[] = {
     {"em1data", em1data_fields, CP_ARRAY_LEN(em1data_fields)},
 };
 
+/* What gen2_decode() reads, for cp_json_load_pruned(): every field of every component table above
+ * (one table for all types: a field another type reads is kept but never looked at) and the id. */
+static const struct cp_json_keep keep_total[] = {{"total", NULL}, {NULL, NULL}};
+static const struct cp_json_keep keep_tc[] = {{"tC", NULL}, {NULL, NULL}};
+static const struct cp_json_keep keep_component[] = {
+    {"id", NULL},
+    {"apower", NULL},
+    {"voltage", NULL},
+    {"current", NULL},
+    {"freq", NULL},
+    {"pf", NULL},
+    {"aenergy", keep_total},
+    {"ret_aenergy", keep_total},
+    {"temperature", keep_tc},
+    {"total_act_power", NULL},
+    {"a_act_power", NULL},
+    {"b_act_power", NULL},
+    {"c_act_power", NULL},
+    {"total_aprt_power", NULL},
+    {"a_voltage", NULL},
+    {"b_voltage", NULL},
+    {"c_voltage", NULL},
+    {"a_current", NULL},
+    {"b_current", NULL},
+    {"c_current", NULL},
+    {"total_act", NULL},
+    {"total_act_ret", NULL},
+    {"act_power", NULL},
+    {"aprt_power", NULL},
+    {"total_act_energy", NULL},
+    {"total_act_ret_energy", NULL},
+    {NULL, NULL},
+};
+/* Every "<type>:..." key find_component() takes, whatever follows the colon (a bad id is reported). */
+static const struct cp_json_keep keep_params[] = {
+    {"ts", NULL},
+    {"switch:*", keep_component},
+    {"pm1:*", keep_component},
+    {"cover:*", keep_component},
+    {"light:*", keep_component},
+    {"em:*", keep_component},
+    {"emdata:*", keep_component},
+    {"em1:*", keep_component},
+    {"em1data:*", keep_component},
+    {NULL, NULL},
+};
+static const struct cp_json_keep keep_root[] = {
+    {"src", NULL}, {"dst", NULL}, {"method", NULL}, {"params", keep_params}, {NULL, NULL},
+};
+
 /* The component type of a params key "<type>:<id>", NULL for keys this driver does not read. */
 static const struct component *find_component(const char *key, const char **ret_id)
 {
@@ -316,7 +366,7 @@ static int gen2_decode(void *state, const struct cp_msg *msg, struct cp_batch *o
                 return -ENODATA;
         plen = tlen - TOPIC_SUFFIX_LEN;
 
-        r = cp_json_load_object(msg, out, &root);
+        r = cp_json_load_pruned(msg, out, keep_root, &root);
         if (r < 0)
                 return r;
         r = cp_json_get_id(out, root, NULL, "src", false, src);

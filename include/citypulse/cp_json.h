@@ -49,7 +49,12 @@ int cp_json_load(const struct cp_msg *msg, struct cp_batch *b, json_t **ret_root
  * new reference to an object, released by the caller with json_decref(). */
 int cp_json_load_object(const struct cp_msg *msg, struct cp_batch *b, json_t **ret_root);
 
-/* A member cp_json_load_pruned() copies, in a table that ends with {NULL, NULL}. `sub` says how:
+/* A member cp_json_load_pruned() copies, in a table that ends with {NULL, NULL}. `key` is a member
+ * name, or a pattern with one '*' standing for any run of bytes: "prefix*suffix" takes every member
+ * whose name starts with prefix and ends with suffix, not overlapping ("switch:*" for "switch:0",
+ * "switch:1", ...; "*_" for every name ending in '_'; "*" alone for all). A member takes the first
+ * entry it matches, so exact names go before patterns (an entry with a '*' is always a pattern).
+ * `sub` says how:
  *   NULL              the value as a leaf; an object or array becomes an empty one of the same type
  *                     (for fields whose type or presence alone is read)
  *   CP_JSON_KEEP_ALL  the whole value, everything below it included
@@ -84,6 +89,14 @@ extern const struct cp_json_keep cp_json_keep_all[];
  * object, which the caller releases with json_decref(). */
 int cp_json_load_pruned(const struct cp_msg *msg, struct cp_batch *b, const struct cp_json_keep *keep,
                         json_t **ret_root);
+
+/* cp_json_load_pruned() for payloads whose root may be any JSON value, as cp_json_load() takes them
+ * (SenML packs, NGSI entity lists): the root is copied as a member kept with sub = keep would be (an
+ * object pruned by keep, an array with every element copied by keep, any other value as it is; keep
+ * NULL leaves an empty container). Falls back to cp_json_load(), whose returns and failures it has:
+ * on success *ret_root is a new reference of any type, released by the caller with json_decref(). */
+int cp_json_load_pruned_any(const struct cp_msg *msg, struct cp_batch *b, const struct cp_json_keep *keep,
+                            json_t **ret_root);
 
 /* A JSON number for texts: an integer exactly, a real in the shortest "%g" form that reads back as
  * the same double (cp_fmt_double_g()). */

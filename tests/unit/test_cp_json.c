@@ -306,6 +306,20 @@ static int load_pruned(struct fixture *f, const char *s, const struct cp_json_ke
 /* What cp_json.h promises for one kept value, built from jansson's full tree. */
 static json_t *expected_value(json_t *v, const struct cp_json_keep *sub);
 
+/* A table key matches a member: the same name, or "prefix*suffix" and a name that starts with prefix
+ * and ends with suffix, the two not overlapping. */
+static bool keep_matches(const char *pattern, const char *key)
+{
+        const char *star = strchr(pattern, '*');
+        size_t pre, suf, len = strlen(key);
+
+        if (!star)
+                return strcmp(pattern, key) == 0;
+        pre = (size_t)(star - pattern);
+        suf = strlen(star + 1);
+        return len >= pre + suf && strncmp(pattern, key, pre) == 0 && strcmp(key + len - suf, star + 1) == 0;
+}
+
 static json_t *expected_object(json_t *obj, const struct cp_json_keep *keep)
 {
         json_t *out = json_object();
@@ -320,7 +334,7 @@ static json_t *expected_object(json_t *obj, const struct cp_json_keep *keep)
                         k = keep;
                 } else {
                         for (const struct cp_json_keep *e = keep; e && e->key && !k; e++)
-                                k = strcmp(e->key, key) == 0 ? e : NULL;
+                                k = keep_matches(e->key, key) ? e : NULL;
                 }
                 if (k)
                         json_object_set_new(out, key, expected_value(v, k->sub));
@@ -375,6 +389,11 @@ static const struct cp_json_keep keep_test[] = {
     {"list", keep_dev}, {"", NULL},  {NULL, NULL},
 };
 
+static const struct cp_json_keep keep_pattern[] = {{"sw", NULL}, {"sw:*", keep_dev}, {NULL, NULL}};
+static const struct cp_json_keep keep_star[] = {{"*", keep_pattern}, {NULL, NULL}};
+static const struct cp_json_keep keep_suffix[] = {
+    {"a*_", NULL}, {"*_", keep_dev}, {"x*y*z", NULL}, {NULL, NULL}};
+
 static void test_load_object(void **state)
 {
         struct fixture *f = *state;
@@ -422,6 +441,22 @@ static void test_pruned_values(void **state)
         expect_pruned(f, "{\"\":5}", keep_test, true);
         /* Escapes anywhere but in what is kept or compared with a table. */
         expect_pruned(f, "{\"x\":{\"\\u0041\":\"\\ud83d\\ude00\\/\\b\\f\\t\"},\"n\":1}", keep_test, true);
+        /* Patterns: "prefix*" keeps every member that starts with prefix; exact entries come first. */
+        expect_pruned(f,
+                      "{\"sw:0\":{\"id\":0,\"x\":1},\"sw\":2,\"sw:\":{},\"sw:12\":{\"id\":[1]},\"sx:1\":3}",
+                      keep_pattern, true);
+        expect_pruned(f, "{\"sw:\\u0041\":1,\"sw:1\":{\"id\":1}}", keep_pattern, false);
+        expect_pruned(f, "{\"a\":{\"p\":1,\"q\":{\"z\":2}},\"b\":[{\"\":3}]}", keep_star, true);
+        /* "prefix*suffix": both ends, not overlapping; a second '*' is a byte of the suffix. */
+        expect_pruned(f,
+                      "{\"a_\":1,\"ab_\":{\"id\":2},\"_\":{\"id\":3,\"q\":4},\"b\":5,\"b_x\":6,\"x*y*z\":7,"
+                      "\"xAy*z\":8,\"xyz\":9,\"x*y\":10}",
+                      keep_suffix, true);
+        assert_int_equal(load_pruned(f, "{\"sw\":{\"id\":1},\"sw:1\":{\"id\":2,\"x\":3}}", keep_pattern), 0);
+        assert_int_equal(json_object_size(json_object_get(f->root, "sw")),
+                         0); /* a leaf: "sw:*" is not "sw" */
+        assert_int_equal(json_object_size(f->root), 2);
+        assert_int_equal(json_object_size(json_object_get(f->root, "sw:1")), 1);
         /* NULL keeps nothing but the root. */
         assert_int_equal(load_pruned(f, "{\"n\":1}", NULL), 0);
         assert_int_equal(json_object_size(f->root), 0);
@@ -476,6 +511,51 @@ static void test_pruned_fallback(void **state)
         assert_int_equal(cp_json_load_pruned(NULL, &f->b, keep_test, &f->root), -EINVAL);
 }
 
+/* cp_json_load_pruned_any(): any root, copied as a member kept with sub = keep. */
+static void expect_pruned_any(struct fixture *f, const char *s, const struct cp_json_keep *keep, bool exact)
+{
+        struct cp_msg msg = {"t", (const uint8_t *)s, strlen(s), RX};
+        json_error_t err;
+        json_t *full = json_loads(s, JSON_DECODE_ANY, &err), *want, *got;
+
+        assert_non_null(full);
+        want = expected_value(full, keep);
+        json_decref(f->root);
+        f->root = NULL;
+        if (cp_json_load_pruned_any(&msg, &f->b, keep, &f->root) != 0)
+                fail_msg("'%s': %s", s, f->b.text);
+        got = exact ? json_incref(f->root) : expected_value(f->root, keep);
+        if (!json_equal(got, want)) {
+                char *g = json_dumps(f->root, JSON_SORT_KEYS | JSON_ENCODE_ANY);
+                char *w = json_dumps(want, JSON_SORT_KEYS | JSON_ENCODE_ANY);
+
+                fail_msg("'%s': got %s, want %s", s, g, w);
+        }
+        json_decref(got);
+        json_decref(want);
+        json_decref(full);
+}
+
+static void test_pruned_any(void **state)
+{
+        struct fixture *f = *state;
+        struct cp_msg msg = {"t", (const uint8_t *)"[1,", 3, RX};
+
+        expect_pruned_any(f, "[{\"n\":1,\"x\":2},{\"dev\":{\"id\":3,\"y\":4}},5,[{\"n\":6,\"z\":7}]]",
+                          keep_test, true);
+        expect_pruned_any(f, " [] ", keep_test, true);
+        expect_pruned_any(f, "{\"n\":1,\"x\":2}", keep_test, true);
+        expect_pruned_any(f, "\"str\"", keep_test, true);
+        expect_pruned_any(f, "12.5", keep_test, true);
+        expect_pruned_any(f, "null", keep_test, true);
+        expect_pruned_any(f, "[{\"n\":1}]", NULL, true);
+        /* Past the fast reader's limits, the full loader (the result compared through keep). */
+        expect_pruned_any(f, "[{\"\\u006e\":1,\"x\":2}]", keep_test, false);
+        /* Errors are cp_json_load()'s. */
+        expect_fail(f, cp_json_load_pruned_any(&msg, &f->b, keep_test, &f->root), CP_REASON_BAD_JSON,
+                    "invalid JSON at 1:3: ']' expected near end of file");
+}
+
 static void test_fmt_number(void **state)
 {
         struct fixture *f = *state;
@@ -505,6 +585,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_load_object, setup, teardown),
             cmocka_unit_test_setup_teardown(test_pruned_values, setup, teardown),
             cmocka_unit_test_setup_teardown(test_pruned_fallback, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_pruned_any, setup, teardown),
             cmocka_unit_test_setup_teardown(test_fmt_number, setup, teardown),
         };
 
