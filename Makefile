@@ -49,7 +49,7 @@ GOLDEN_BIN := $(BUILD)/tests/golden
 # Debian 12 packages: build, tests (broker, clients, sqlite3 CLI, curl, python3 for output checks), run.
 DEB_PKGS := make gcc libc6-dev pkg-config libuv1-dev libmosquitto-dev libjansson-dev libsqlite3-dev \
             libmicrohttpd-dev zlib1g-dev libcmocka-dev librrd-dev libcurl4-openssl-dev rrdtool rrdcached \
-            mosquitto mosquitto-clients sqlite3 curl python3 procps ca-certificates clang systemd man-db chromium prometheus
+            mosquitto mosquitto-clients sqlite3 curl python3 procps ca-certificates openssl clang systemd man-db chromium prometheus
 
 .PHONY: all deps test check unit e2e run bench fuzz fuzzers install clean help tests
 

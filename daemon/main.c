@@ -582,10 +582,6 @@ fail_stop:
         cp_http_stop(&d->http);
         if (d->rrd_running)
                 cp_rrd_stop(&d->rrd, on_rrd_stopped);
-        if (d->mqtt.mosq && !d->mqtt.pending_closes) {
-                mosquitto_destroy(d->mqtt.mosq);
-                d->mqtt.mosq = NULL;
-        }
         cp_journal_close(&d->journal);
         cp_storeq_stop(&d->storeq);
         uv_run(&d->loop, UV_RUN_DEFAULT);

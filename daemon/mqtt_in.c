@@ -472,7 +472,27 @@ static int check_readable(const char *what, const char *path, char *err, size_t 
         return 0;
 }
 
+static int start(struct cp_mqtt_in *m, uv_loop_t *loop, const struct cp_config *c, char *err, size_t errlen);
+
 int cp_mqtt_in_start(struct cp_mqtt_in *m, uv_loop_t *loop, const struct cp_config *c, char *err, size_t errlen)
+{
+        int r = start(m, loop, c, err, errlen);
+
+        if (r < 0) {
+                /* Nothing was handed to the loop yet: undo the allocations here. */
+                if (m->mosq)
+                        mosquitto_destroy(m->mosq);
+                m->mosq = NULL;
+                free(m->host);
+                free(m->status_topic);
+                free(m->shared_group);
+                free_list(&m->want, &m->n_want);
+                m->host = m->status_topic = m->shared_group = NULL;
+        }
+        return r;
+}
+
+static int start(struct cp_mqtt_in *m, uv_loop_t *loop, const struct cp_config *c, char *err, size_t errlen)
 {
         int rc, r;
 
