@@ -17,7 +17,13 @@
  * JSON pointers follow RFC 6901: "" is the whole document, "/a/0/b" walks members and array indexes,
  * "~1" stands for '/' and "~0" for '~' in a member name. jansson has no pointer support, so they are
  * parsed once at init into tokens and walked with json_object_getn()/json_array_get(). A '*' in a
- * mapping line always starts the scale: a member name containing '*' cannot be mapped. */
+ * mapping line always starts the scale: a member name containing '*' cannot be mapped.
+ *
+ * The payload is read with cp_json_load_pruned_any() through a keep table built at init from the
+ * pointers: one table per level, pointers sharing a prefix sharing its tables. The reader copies an
+ * array's elements by the table of the array itself, so it cannot keep one element: a value a pointer
+ * indexes into ("/sensors/0") is kept whole, and so is one holding a member name with a '*', which the
+ * reader would take for a pattern. */
 #include "citypulse/cp_driver.h"
 #include "citypulse/cp_json.h"
 #include "citypulse/cp_tz.h"
@@ -58,6 +64,10 @@ struct json_map_state {
         struct cp_topic_span id_span; /* level 0: the topic holds no id */
         size_t nmap;
         struct mapping map[_CP_Q_MAX];
+        /* The keep table of the payload and the one allocation holding every level of it (NULL when
+         * no level has a member: a pointer "" only, or the root kept whole). */
+        const struct cp_json_keep *keep;
+        struct cp_json_keep *keep_pool;
 };
 
 /* ---- settings ---- */
@@ -69,6 +79,7 @@ static void json_map_free(void *state)
         if (!st)
                 return;
         cp_tz_free(st->tz);
+        free(st->keep_pool);
         free(st);
 }
 
@@ -203,6 +214,104 @@ static int read_key(const char *driver, const char *key, const char *value, stru
         return -EINVAL;
 }
 
+/* ---- the keep table ----
+ *
+ * The pointers are first merged into a tree of nodes, one per distinct prefix (children as index
+ * lists), then laid out as keep tables in one allocation. */
+
+struct knode {
+        const char *key; /* the member name, NUL-terminated in a struct jptr buf */
+        int first, next; /* the first child and the next sibling, -1 for none */
+        unsigned nkids;
+        bool all; /* kept whole */
+};
+
+/* Adds the levels of p below node 0 (the root), nodes[] having room for p->n more. */
+static void keep_add(struct knode *nodes, size_t *nn, const struct jptr *p)
+{
+        int cur = 0;
+
+        for (unsigned i = 0; i < p->n && !nodes[cur].all; i++) {
+                const char *tok = p->buf + p->tok[i].off;
+                int c;
+
+                if (p->tok[i].idx >= 0 || memchr(tok, '*', p->tok[i].len)) {
+                        nodes[cur].all = true;
+                        return;
+                }
+                for (c = nodes[cur].first; c >= 0 && strcmp(nodes[c].key, tok) != 0; c = nodes[c].next)
+                        ;
+                if (c < 0) {
+                        c = (int)(*nn)++;
+                        nodes[c] = (struct knode){tok, -1, nodes[cur].first, 0, false};
+                        nodes[cur].first = c;
+                        nodes[cur].nkids++;
+                }
+                cur = c;
+        }
+}
+
+/* The number of table entries below node i, terminators included. */
+static size_t keep_count(const struct knode *nodes, int i)
+{
+        size_t n;
+
+        if (nodes[i].all || nodes[i].first < 0)
+                return 0;
+        n = nodes[i].nkids + 1;
+        for (int c = nodes[i].first; c >= 0; c = nodes[c].next)
+                n += keep_count(nodes, c);
+        return n;
+}
+
+/* The sub of node i, its tables laid out from pool[*pos]. */
+static const struct cp_json_keep *keep_emit(const struct knode *nodes, int i, struct cp_json_keep *pool,
+                                            size_t *pos)
+{
+        struct cp_json_keep *t;
+        size_t k = 0;
+
+        if (nodes[i].all)
+                return CP_JSON_KEEP_ALL;
+        if (nodes[i].first < 0)
+                return NULL;
+        t = pool + *pos;
+        *pos += nodes[i].nkids + 1;
+        for (int c = nodes[i].first; c >= 0; c = nodes[c].next, k++) {
+                t[k].key = nodes[c].key;
+                t[k].sub = keep_emit(nodes, c, pool, pos);
+        }
+        t[k] = (struct cp_json_keep){NULL, NULL};
+        return t;
+}
+
+static int keep_build(struct json_map_state *st)
+{
+        size_t max = 1 + (2 + st->nmap) * PTR_MAX_TOKENS, nn = 1, n, pos = 0;
+        struct knode *nodes = calloc(max, sizeof(*nodes));
+
+        if (!nodes)
+                return -ENOMEM;
+        nodes[0] = (struct knode){"", -1, -1, 0, false};
+        if (st->has_id)
+                keep_add(nodes, &nn, &st->id);
+        if (st->has_time)
+                keep_add(nodes, &nn, &st->time);
+        for (size_t i = 0; i < st->nmap; i++)
+                keep_add(nodes, &nn, &st->map[i].ptr);
+        n = keep_count(nodes, 0);
+        if (n) {
+                st->keep_pool = calloc(n, sizeof(*st->keep_pool));
+                if (!st->keep_pool) {
+                        free(nodes);
+                        return -ENOMEM;
+                }
+        }
+        st->keep = keep_emit(nodes, 0, st->keep_pool, &pos);
+        free(nodes);
+        return 0;
+}
+
 static int json_map_init(const struct cp_conf_section *conf, void **ret_state, char *err, size_t errlen)
 {
         const char *driver = conf && conf->driver ? conf->driver : "json_map";
@@ -238,6 +347,11 @@ static int json_map_init(const struct cp_conf_section *conf, void **ret_state, c
         r = cp_conf_load_tz(conf, &st->tz, err, errlen);
         if (r < 0)
                 goto out_free;
+        r = keep_build(st);
+        if (r < 0) {
+                (void)snprintf(err, errlen, "driver.%s: out of memory", driver);
+                goto out_free;
+        }
         *ret_state = st;
         return 0;
 out_free:
@@ -448,7 +562,7 @@ static int json_map_decode(void *state, const struct cp_msg *msg, struct cp_batc
         /* Without init there is no mapping at all. */
         if (!st)
                 return cp_batch_fail(out, CP_REASON_UNSUPPORTED, "json_map has no mapping configured");
-        r = cp_json_load(msg, out, &root);
+        r = cp_json_load_pruned_any(msg, out, st->keep, &root);
         if (r < 0)
                 return r;
         r = read_id(out, st, msg, root, id);
