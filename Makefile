@@ -47,11 +47,16 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 GOLDEN_BIN := $(BUILD)/tests/golden
 
 # Debian 12 packages: build, tests (broker, clients, sqlite3 CLI, curl, python3 for output checks), run.
-DEB_PKGS := make gcc libc6-dev pkg-config libuv1-dev libmosquitto-dev libjansson-dev libsqlite3-dev \
-            libmicrohttpd-dev zlib1g-dev libcmocka-dev librrd-dev libcurl4-openssl-dev rrdtool rrdcached \
-            mosquitto mosquitto-clients sqlite3 curl python3 procps ca-certificates openssl clang systemd man-db chromium prometheus
+# Debian 12 packages. To build and `make run`: the libraries, the broker, the CLI clients.
+DEB_RUN_PKGS := make gcc libc6-dev pkg-config libuv1-dev libmosquitto-dev libjansson-dev libsqlite3-dev \
+                libmicrohttpd-dev zlib1g-dev librrd-dev libcurl4-openssl-dev rrdtool mosquitto \
+                mosquitto-clients sqlite3 curl python3 procps ca-certificates
+# For `make test` on top: cmocka, libFuzzer (clang), TLS certificates, rrdcached, Chromium for the
+# dashboard, promtool, systemd-analyze, man.
+DEB_TEST_PKGS := libcmocka-dev openssl clang rrdcached systemd man-db chromium prometheus
+DEB_PKGS := $(DEB_RUN_PKGS) $(DEB_TEST_PKGS)
 
-.PHONY: all deps test check unit e2e run bench fuzz fuzzers install clean help tests
+.PHONY: all deps deps-run test check unit e2e run bench fuzz fuzzers install clean help tests
 
 all: $(BUILD)/citypulsed $(BUILD)/citypulse-sim
 
@@ -120,14 +125,22 @@ fuzz: deps
 	BUILD=build/san bash tests/fuzz/run.sh fuzz_decode $(FUZZ_SECS)
 	BUILD=build/san bash tests/fuzz/run.sh fuzz_config $(FUZZ_SECS)
 
-deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+# Installs only what is missing (idempotent); `apt-get update` first when something is.
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "deps: all Debian packages present"; fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PKGS))
+
+deps-run:
+	$(call install_missing,$(DEB_RUN_PKGS))
 
 # Every test, under ASan+UBSan.
 test: deps
@@ -137,7 +150,7 @@ test: deps
 check: tests
 	@BUILD=$(BUILD) bash tests/run.sh unit
 
-run: deps
+run: deps-run
 	$(MAKE) -j$$(nproc) --no-print-directory all
 	@bash tests/run_demo.sh
 
