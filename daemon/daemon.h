@@ -79,6 +79,8 @@ struct cp_daemon {
         bool stopping;
         bool loop_inited;
         uint64_t last_summary_messages;
+        int64_t reject_window_ms;   /* republished rejects are capped per second */
+        unsigned rejects_in_window;
 };
 
 /* http_api.c: the routes. */

@@ -81,6 +81,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 req->method = method;
                 req->head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
                 h->requests++;
+                /* Every route is GET or HEAD: refuse anything else now, before MHD reads a body that
+                 * may be large or never come (MHD then closes the connection after the answer). */
+                if (!req->head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+                        return h->handler(h, conn, req, h->ud);
                 return MHD_YES;
         }
         if (*upload_data_size) {

@@ -121,8 +121,6 @@ static void on_rotate(uv_timer_t *t)
 static void on_reject(struct cp_ingest *in, const struct cp_jreject *x, void *ud)
 {
         struct cp_daemon *d = ud;
-        static int64_t window_start;
-        static unsigned in_window;
         char topic[512], iso[CP_ISO_MAX];
         json_t *j;
         char *body;
@@ -131,11 +129,11 @@ static void on_reject(struct cp_ingest *in, const struct cp_jreject *x, void *ud
         (void)in;
         /* Republishing rejects must never slow ingest down: a storm is cut to a few a second (all of
          * them are in the rejects table and counted). */
-        if (now - window_start >= 1000) {
-                window_start = now;
-                in_window = 0;
+        if (now - d->reject_window_ms >= 1000) {
+                d->reject_window_ms = now;
+                d->rejects_in_window = 0;
         }
-        if (++in_window > REJECT_PUB_PER_S || d->mqtt.state != CP_MQTT_CONNECTED)
+        if (++d->rejects_in_window > REJECT_PUB_PER_S || d->mqtt.state != CP_MQTT_CONNECTED)
                 return;
         snprintf(topic, sizeof(topic), "%s/rejects/%s", d->cfg->publish_prefix, x->driver);
         j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s%}", "received_at", cp_time_iso(iso, sizeof(iso), x->rx_ms, d->tz),
@@ -186,9 +184,7 @@ static void close_if_active(uv_handle_t *h)
 static void on_store_stopped(struct cp_storeq *q)
 {
         struct cp_daemon *d = cp_container_of(q, struct cp_daemon, storeq);
-        char *path = NULL;
 
-        (void)path;
         cp_log(CP_LOG_NOTICE, "main", "store closed readings_stored=%" PRIu64 " segments=%" PRIu64,
                atomic_load(&q->readings_stored), atomic_load(&q->segments_done));
         close_if_active((uv_handle_t *)&d->rotate_timer);

@@ -21,7 +21,6 @@ struct sse_client {
         size_t len, off, cap;
         bool suspended;
         bool ended; /* the stream ends once the buffer is drained */
-        bool gone;  /* MHD freed the response: only the struct remains until unlinked */
 };
 
 struct sse_last {
