@@ -52,9 +52,10 @@ case $status in "HTTP/1.1 405"*) ;; *) fail "oversized body got '$status'" ;; es
 
 # 100,000 distinct unknown sensors: the live map stops at the cap, everything is still stored.
 "$SIM" --host 127.0.0.1 --port "$BROKER_PORT" --qos 1 --id "cp-e2e-flood-$$" --mode flood --rate 0 \
-        --duration 4 --sensors 100000 >"$T/flood.out" 2>/dev/null || fail "flood failed"
-sent=$(sed -n 's/^sent //p' "$T/flood.out")
-[ "${sent:-0}" -ge 100000 ] || fail "the flood covered only $sent of 100000 ids"
+        --duration 3 --sensors 100000 >"$T/flood.out" 2>"$T/flood.err" || fail "flood failed"
+# What the broker acknowledged is what it must deliver (the flood stops without waiting for the rest).
+sent=$(sed -n 's/.* \([0-9]*\) acknowledged.*/\1/p' "$T/flood.err" | tail -1)
+[ "${sent:-0}" -ge 100000 ] || fail "the flood covered only ${sent:-0} of 100000 ids: $(cat "$T/flood.err")"
 received() { http /metrics | sed -n 's/^citypulse_mqtt_messages_total{driver="facility_json"} //p'; }
 # At least every message sent (QoS 1 may deliver a few twice).
 wait_for 150 bash -c "[ \"\$(curl -s http://127.0.0.1:$HTTP_PORT/metrics | sed -n 's/^citypulse_mqtt_messages_total{driver=\"facility_json\"} //p')\" -ge $sent ]" ||
