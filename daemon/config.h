@@ -60,6 +60,7 @@ struct cp_config {
 
         int64_t store_retention_readings_ms;
         int64_t store_retention_rejects_ms;
+        int64_t store_retention_buckets_ms[4]; /* 1m 15m hourly daily */
         int64_t rejects_max_payload;
 
         char *rrd_cached_address;

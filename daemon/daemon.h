@@ -3,6 +3,7 @@
 #ifndef CP_DAEMON_H
 #define CP_DAEMON_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -71,6 +72,15 @@ struct cp_daemon {
         uv_timer_t rotate_timer;   /* hands journal segments to the store thread */
         uv_timer_t stats_timer;    /* one info line a minute, STATUS= */
         uv_timer_t watchdog_timer; /* WATCHDOG=1 at half of WatchdogSec */
+
+        /* Bucket rows for MQTT, from the store thread (main.c). */
+        uv_mutex_t bucket_mu;
+        bool bucket_mu_inited;
+        struct bucket_msg *bucket_head, *bucket_tail;
+        _Atomic int64_t bucket_msgs_pending;
+        _Atomic uint64_t bucket_msgs_dropped;
+        uint64_t bucket_msgs_published;
+        char publish_prefix[256]; /* a restart key: fixed for the run */
 
         struct cp_http_cache parkings_cache;
         uint64_t http_status[_CP_RT_MAX][6]; /* by route and status class 1xx..5xx (index 0 unused) */

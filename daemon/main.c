@@ -30,6 +30,7 @@
 
 #define DEFAULT_CONFIG    "/etc/citypulse/citypulse.conf"
 #define ROTATE_MS         200
+#define BUCKET_CLOSE_DELAY_MS 2000 /* a 1-minute window is closed this long after its end */
 #define ROTATE_BYTES      (8u << 20)
 #define REJECT_PUB_PER_S  50
 
@@ -181,10 +182,98 @@ static void close_if_active(uv_handle_t *h)
                 uv_close(h, NULL);
 }
 
+/* ---- bucket rows out over MQTT: produced on the store thread, published on the loop ---------------- */
+
+struct bucket_msg {
+        struct bucket_msg *next;
+        char *topic;
+        char *body;
+};
+
+#define BUCKET_MSG_MAX 20000 /* pending while the loop is busy; beyond, dropped and counted */
+
+/* One topic level from an id: '/', '+', '#' and '%' percent-encoded. */
+static void topic_level(char *dst, size_t len, const char *id)
+{
+        size_t o = 0;
+
+        for (const char *p = id; *p && o + 4 < len; p++) {
+                if (*p == '/' || *p == '+' || *p == '#' || *p == '%')
+                        o += (size_t)snprintf(dst + o, len - o, "%%%02X", (unsigned char)*p);
+                else
+                        dst[o++] = *p;
+        }
+        dst[o] = '\0';
+}
+
+static void on_bucket_row(void *ud, const struct cp_bucket_event *ev)
+{
+        struct cp_daemon *d = ud;
+        struct bucket_msg *m;
+        char level[512], topic[1024];
+
+        if (atomic_load(&d->bucket_msgs_pending) >= BUCKET_MSG_MAX) {
+                atomic_fetch_add(&d->bucket_msgs_dropped, 1);
+                return;
+        }
+        topic_level(level, sizeof(level), ev->id);
+        snprintf(topic, sizeof(topic), "%s/buckets/%s/%s", d->publish_prefix, ev->ds->id, level);
+        if (!(m = calloc(1, sizeof(*m))) || !(m->topic = strdup(topic)) ||
+            !(m->body = json_dumps(ev->record, JSON_COMPACT))) {
+                if (m)
+                        free(m->topic);
+                free(m);
+                atomic_fetch_add(&d->bucket_msgs_dropped, 1);
+                return;
+        }
+        uv_mutex_lock(&d->bucket_mu);
+        if (d->bucket_tail)
+                d->bucket_tail->next = m;
+        else
+                d->bucket_head = m;
+        d->bucket_tail = m;
+        uv_mutex_unlock(&d->bucket_mu);
+        atomic_fetch_add(&d->bucket_msgs_pending, 1);
+        uv_async_send(&d->storeq.async);
+}
+
+/* Loop thread: publishes what the store thread produced (QoS 1, not retained: one message per closed or
+ * revised bucket). While the broker is away they are dropped and counted: the rows are in the database
+ * and the exports, and MQTT out must never hold ingest back. */
+static void drain_bucket_msgs(struct cp_daemon *d)
+{
+        struct bucket_msg *m;
+
+        uv_mutex_lock(&d->bucket_mu);
+        m = d->bucket_head;
+        d->bucket_head = d->bucket_tail = NULL;
+        uv_mutex_unlock(&d->bucket_mu);
+        while (m) {
+                struct bucket_msg *next = m->next;
+
+                if (d->mqtt.state == CP_MQTT_CONNECTED &&
+                    cp_mqtt_in_publish(&d->mqtt, m->topic, m->body, strlen(m->body), false) == 0)
+                        d->bucket_msgs_published++;
+                else
+                        atomic_fetch_add(&d->bucket_msgs_dropped, 1);
+                atomic_fetch_sub(&d->bucket_msgs_pending, 1);
+                free(m->topic);
+                free(m->body);
+                free(m);
+                m = next;
+        }
+}
+
+static void on_store_progress(struct cp_storeq *q)
+{
+        drain_bucket_msgs(cp_container_of(q, struct cp_daemon, storeq));
+}
+
 static void on_store_stopped(struct cp_storeq *q)
 {
         struct cp_daemon *d = cp_container_of(q, struct cp_daemon, storeq);
 
+        drain_bucket_msgs(d);
         cp_log(CP_LOG_NOTICE, "main", "store closed readings_stored=%" PRIu64 " segments=%" PRIu64,
                atomic_load(&q->readings_stored), atomic_load(&q->segments_done));
         close_if_active((uv_handle_t *)&d->rotate_timer);
@@ -265,6 +354,13 @@ static void reload(struct cp_daemon *d)
         old_reg = d->reg;
         d->reg = b.reg;
         cp_registry_free(old_reg);
+        {
+                struct cp_topo *topo = cp_topo_new(d->reg);
+                if (topo)
+                        cp_storeq_set_topo(&d->storeq, topo);
+                else
+                        cp_log(CP_LOG_ERR, "buckets", "out of memory: buckets keep the previous registry");
+        }
         cp_router_free(d->router);
         d->router = b.router;
         d->ingest.router = b.router;
@@ -500,8 +596,31 @@ static int run(struct cp_daemon *d, struct bundle *b)
                 return r;
         d->loop_inited = true;
         d->storeq.on_stopped = on_store_stopped;
+        d->storeq.on_progress = on_store_progress;
         if ((r = open_store(d, &st, &left, &n_left)) < 0)
                 return r;
+        {
+                struct cp_bucket_cfg bc = {
+                        .stale_after_ms = d->cfg->live_stale_after_ms,
+                        .allowed_lateness_ms = d->cfg->agg_allowed_lateness_ms,
+                        .close_delay_ms = BUCKET_CLOSE_DELAY_MS,
+                        .tz = d->tz,
+                        .on_row = on_bucket_row,
+                        .ud = d,
+                };
+                struct cp_topo *topo = cp_topo_new(d->reg);
+
+                for (int p = 0; p < _CP_P_MAX; p++)
+                        bc.retention_ms[p] = d->cfg->store_retention_buckets_ms[p];
+                if (!topo || (r = uv_mutex_init(&d->bucket_mu)) < 0) {
+                        cp_topo_free(topo);
+                        cp_store_close(st);
+                        return -ENOMEM;
+                }
+                d->bucket_mu_inited = true;
+                snprintf(d->publish_prefix, sizeof(d->publish_prefix), "%s", d->cfg->publish_prefix);
+                cp_storeq_set_buckets(&d->storeq, &bc, topo);
+        }
         if ((r = cp_storeq_start(&d->storeq, &d->loop, st, d->cfg->store_retention_readings_ms,
                                  d->cfg->store_retention_rejects_ms)) < 0) {
                 cp_log(CP_LOG_ERR, "store", "cannot start the store thread err=%s", uv_err_name(r));
@@ -676,6 +795,16 @@ int main(int argc, char **argv)
                 cp_log(CP_LOG_NOTICE, "main", "stopped exit=%d", rc);
         cp_live_done(&d->live);
         bundle_free(&(struct bundle){.cfg = d->cfg, .reg = d->reg, .router = d->router, .tz = d->tz});
+        if (d->bucket_mu_inited) {
+                while (d->bucket_head) {
+                        struct bucket_msg *m = d->bucket_head;
+                        d->bucket_head = m->next;
+                        free(m->topic);
+                        free(m->body);
+                        free(m);
+                }
+                uv_mutex_destroy(&d->bucket_mu);
+        }
         free(d);
         mosquitto_lib_cleanup();
         return rc;

@@ -15,7 +15,9 @@
 #include <string.h>
 
 #include "citypulse/cp_common.h"
+#include "bucket.h"
 #include "journal.h"
+#include "timefmt.h"
 
 struct cp_store {
         sqlite3 *db;
@@ -24,8 +26,32 @@ struct cp_store {
         sqlite3_stmt *ins_reject;
         sqlite3_stmt *begin, *commit, *rollback;
         struct cp_import_result *cur;
+        struct cp_bucket *bucket; /* NULL: no buckets (tests, tools) */
+        int64_t import_now_ms;
         int last_rc; /* the SQLite code that stopped an import */
 };
+
+/* Bucket tables (bucket.c): the dataset's public columns, then internal ones (leading underscore) that
+ * let a parent bucket be merged exactly from its children. Keyed by time first, like readings. */
+#define OCC_TABLE(t)                                                                                              \
+        "CREATE TABLE " t "(parking_id TEXT NOT NULL, bucket_start_ms INTEGER NOT NULL, bucket_end_ms INTEGER NOT NULL," \
+        " occupancy_rate_mean REAL, coverage REAL NOT NULL, free_spaces_min INTEGER, free_spaces_max INTEGER,"        \
+        " free_spaces_last INTEGER, samples INTEGER NOT NULL, revision INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL," \
+        " lat REAL, lon REAL, _registered INTEGER NOT NULL, _occupied_ms REAL NOT NULL, _known_ms REAL NOT NULL,"    \
+        " _capacity_ms REAL NOT NULL, _has_free INTEGER NOT NULL, _has_free_last INTEGER NOT NULL,"                  \
+        " PRIMARY KEY (bucket_start_ms, parking_id)) WITHOUT ROWID;"                                                 \
+        "CREATE INDEX " t "_id ON " t "(parking_id, bucket_start_ms);"                                               \
+        "CREATE INDEX " t "_updated ON " t "(updated_at_ms);"
+#define EN_TABLE(t)                                                                                               \
+        "CREATE TABLE " t "(id TEXT NOT NULL, kind TEXT NOT NULL, district TEXT, bucket_start_ms INTEGER NOT NULL,"  \
+        " bucket_end_ms INTEGER NOT NULL, energy_import_kwh REAL, energy_export_kwh REAL, power_w_mean REAL,"        \
+        " power_w_min REAL, power_w_max REAL, power_w_last REAL, samples INTEGER NOT NULL, coverage REAL NOT NULL,"  \
+        " revision INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL, _known_ms INTEGER NOT NULL,"                    \
+        " _integral REAL NOT NULL, _last_ts INTEGER NOT NULL, _has_last INTEGER NOT NULL,"                          \
+        " _p_samples INTEGER NOT NULL, _i_samples INTEGER NOT NULL, _e_samples INTEGER NOT NULL,"                    \
+        " PRIMARY KEY (bucket_start_ms, kind, id)) WITHOUT ROWID;"                                                   \
+        "CREATE INDEX " t "_id ON " t "(kind, id, bucket_start_ms);"                                                 \
+        "CREATE INDEX " t "_updated ON " t "(updated_at_ms);"
 
 /* Schema migrations, applied in order; PRAGMA user_version holds how many ran. Never edit one that has
  * shipped: add the next. */
@@ -40,11 +66,24 @@ static const char *const migrations[] = {
         " reason TEXT NOT NULL, payload BLOB, detail TEXT NOT NULL DEFAULT '');"
         "CREATE INDEX rejects_received ON rejects(received_ms);"
         "CREATE INDEX rejects_driver ON rejects(driver, received_ms);",
+        /* 2: buckets */
+        "CREATE TABLE agg_state(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE agg_dirty(period INTEGER NOT NULL, t0 INTEGER NOT NULL, etype INTEGER NOT NULL,"
+        " id TEXT NOT NULL, PRIMARY KEY (period, t0, etype, id)) WITHOUT ROWID;"
+        "CREATE TABLE agg_carry(sensor_id TEXT NOT NULL, quantity TEXT NOT NULL, ts_ms INTEGER NOT NULL,"
+        " value REAL NOT NULL, PRIMARY KEY (sensor_id, quantity)) WITHOUT ROWID;"
+        OCC_TABLE("parking_occupancy_1min") OCC_TABLE("parking_occupancy_15min")
+        OCC_TABLE("parking_occupancy_hourly") OCC_TABLE("parking_occupancy_daily")
+        EN_TABLE("energy_1min") EN_TABLE("energy_15min") EN_TABLE("energy_hourly") EN_TABLE("energy_daily"),
 };
 
-static int err_from_sqlite(int rc)
+int cp_sqlite_errno(int rc)
 {
         switch (rc & 0xff) {
+        case SQLITE_OK:
+        case SQLITE_ROW:
+        case SQLITE_DONE:
+                return 0;
         case SQLITE_FULL:
                 return -ENOSPC;
         case SQLITE_BUSY:
@@ -65,7 +104,7 @@ static int fail(struct cp_store *s, int rc, const char *what, char *err, size_t 
 {
         if (err)
                 snprintf(err, errlen, "%s: %s", what, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-        return err_from_sqlite(rc);
+        return cp_sqlite_errno(rc);
 }
 
 static int exec(struct cp_store *s, const char *sql, char *err, size_t errlen)
@@ -195,11 +234,19 @@ static int on_reading(void *ud, const struct cp_reading *r)
         sqlite3_bind_double(s->upsert_latest, 4, r->value);
         sqlite3_bind_int64(s->upsert_latest, 5, r->rx_ms);
         rc = step_reset(s->upsert_latest);
-        if (rc == SQLITE_OK)
-                return 0;
+        if (rc != SQLITE_OK)
+                goto fail;
+        if (s->bucket) {
+                int e = cp_bucket_note(s->bucket, r, s->import_now_ms);
+                if (e < 0) {
+                        s->last_rc = e == -ENOSPC ? SQLITE_FULL : e == -EBUSY ? SQLITE_BUSY : SQLITE_IOERR;
+                        return e;
+                }
+        }
+        return 0;
 fail:
         s->last_rc = rc;
-        return err_from_sqlite(rc);
+        return cp_sqlite_errno(rc);
 }
 
 static int on_reject(void *ud, const struct cp_jreject *x)
@@ -218,7 +265,7 @@ static int on_reject(void *ud, const struct cp_jreject *x)
         if (rc == SQLITE_OK)
                 return 0;
         s->last_rc = rc;
-        return err_from_sqlite(rc);
+        return cp_sqlite_errno(rc);
 }
 
 int cp_store_import(struct cp_store *s, const char *segment, struct cp_import_result *res, char *err,
@@ -230,6 +277,7 @@ int cp_store_import(struct cp_store *s, const char *segment, struct cp_import_re
 
         memset(res, 0, sizeof(*res));
         s->cur = res;
+        s->import_now_ms = cp_now_ms();
         rc = step_reset(s->begin);
         if (rc != SQLITE_OK)
                 return fail(s, rc, "begin", err, errlen);
@@ -240,6 +288,8 @@ int cp_store_import(struct cp_store *s, const char *segment, struct cp_import_re
                 if (s->last_rc == SQLITE_OK)
                         snprintf(err, errlen, "reading %s: %s", segment, strerror((int)-n));
                 (void)step_reset(s->rollback);
+                if (s->bucket)
+                        cp_bucket_rollback(s->bucket);
                 return r;
         }
         res->records = (uint64_t)n;
@@ -247,6 +297,8 @@ int cp_store_import(struct cp_store *s, const char *segment, struct cp_import_re
         if (rc != SQLITE_OK) {
                 int r = fail(s, rc, "commit", err, errlen);
                 (void)step_reset(s->rollback);
+                if (s->bucket)
+                        cp_bucket_rollback(s->bucket);
                 return r;
         }
         return 0;
@@ -260,7 +312,7 @@ int cp_store_load_latest(struct cp_store *s, int (*cb)(void *ud, const struct cp
         rc = sqlite3_prepare_v2(s->db, "SELECT sensor_id, quantity, ts_ms, value, received_ms FROM latest", -1, &st,
                                 NULL);
         if (rc != SQLITE_OK)
-                return err_from_sqlite(rc);
+                return cp_sqlite_errno(rc);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                 struct cp_reading rd;
                 const char *id = (const char *)sqlite3_column_text(st, 0);
@@ -277,7 +329,7 @@ int cp_store_load_latest(struct cp_store *s, int (*cb)(void *ud, const struct cp
                         break;
         }
         if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-                r = err_from_sqlite(rc);
+                r = cp_sqlite_errno(rc);
         sqlite3_finalize(st);
         return r;
 }
@@ -338,4 +390,14 @@ int cp_store_schema_version(struct cp_store *s)
                 v = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
         return v;
+}
+
+sqlite3 *cp_store_db(struct cp_store *s)
+{
+        return s->db;
+}
+
+void cp_store_set_bucket(struct cp_store *s, struct cp_bucket *b)
+{
+        s->bucket = b;
 }

@@ -38,6 +38,17 @@ int cp_store_load_latest(struct cp_store *s, int (*cb)(void *ud, const struct cp
 int64_t cp_store_prune(struct cp_store *s, int64_t readings_before_ms, int64_t rejects_before_ms, char *err,
                        size_t errlen);
 
+/* An SQLite result code as -errno: 0 for OK/ROW/DONE, -ENOSPC (full), -EBUSY (busy, locked), -ENOMEM,
+ * -EACCES (read-only, permission, cannot open), else -EIO. */
+int cp_sqlite_errno(int rc);
+
+/* The connection, for the bucket engine on the same thread. */
+struct sqlite3;
+struct sqlite3 *cp_store_db(struct cp_store *s);
+/* Every newly stored reading goes through cp_bucket_note() inside its import transaction (NULL: none). */
+struct cp_bucket;
+void cp_store_set_bucket(struct cp_store *s, struct cp_bucket *b);
+
 /* True when a write transaction can be begun now (for /readyz). */
 int cp_store_schema_version(struct cp_store *s);
 

@@ -90,10 +90,44 @@ static void maybe_prune(struct cp_storeq *q)
                 atomic_fetch_add(&q->pruned, (uint64_t)n);
 }
 
+/* Runs the bucket engine: a new topology first, then what is due. Returns when it would sleep until
+ * (wall-clock ms). Called without mu. */
+static int64_t buckets_step(struct cp_storeq *q, bool drain)
+{
+        struct cp_topo *t;
+        char err[256] = "";
+        int64_t now = wall_ms();
+        int r;
+
+        if (!q->bucket)
+                return now + 60000;
+        uv_mutex_lock(&q->mu);
+        t = q->pending_topo;
+        q->pending_topo = NULL;
+        uv_mutex_unlock(&q->mu);
+        if (t && (r = cp_bucket_set_topo(q->bucket, t, err, sizeof(err))) < 0)
+                cp_log(CP_LOG_ERR, "buckets", "cannot apply the new registry, buckets keep the old one err=%s reason='%s'",
+                       cp_err_name(-r), err);
+        do {
+                r = cp_bucket_tick(q->bucket, now, err, sizeof(err));
+                if (r < 0) {
+                        atomic_fetch_add(&q->bucket_errors, 1);
+                        cp_log(CP_LOG_WARNING, "buckets", "bucket update failed, will retry err=%s reason='%s'",
+                               cp_err_name(-r), err);
+                        return now + 1000;
+                }
+                now = wall_ms();
+        } while (r == 1 && drain);
+        if (r == 1)
+                return now;
+        /* Late readings are recomputed within a second; a window closes at its due time. */
+        return CP_MIN(cp_bucket_next_due(q->bucket), now + 1000);
+}
+
 static void thread_main(void *arg)
 {
         struct cp_storeq *q = arg;
-        int64_t backoff_ms = 0;
+        int64_t backoff_ms = 0, due = 0;
 
         uv_mutex_lock(&q->mu);
         for (;;) {
@@ -101,11 +135,15 @@ static void thread_main(void *arg)
                 int r;
 
                 while (!q->head && !q->stop) {
+                        int64_t wait;
+
                         uv_mutex_unlock(&q->mu);
                         maybe_prune(q);
+                        due = buckets_step(q, false);
                         uv_mutex_lock(&q->mu);
-                        if (!q->head && !q->stop)
-                                (void)uv_cond_timedwait(&q->cv, &q->mu, 60ull * 1000000000ull);
+                        wait = CP_MAX(due - wall_ms(), (int64_t)0);
+                        if (!q->head && !q->stop && wait > 0)
+                                (void)uv_cond_timedwait(&q->cv, &q->mu, (uint64_t)CP_MIN(wait, 60000) * 1000000ull);
                 }
                 if (!q->head)
                         break; /* stop, and nothing left */
@@ -113,6 +151,8 @@ static void thread_main(void *arg)
                 uv_mutex_unlock(&q->mu);
 
                 r = import_one(q, j->path);
+                if (r == 0 && wall_ms() >= due)
+                        due = buckets_step(q, false);
                 uv_async_send(&q->async);
 
                 uv_mutex_lock(&q->mu);
@@ -135,6 +175,13 @@ static void thread_main(void *arg)
                 (void)uv_cond_timedwait(&q->cv, &q->mu, (uint64_t)backoff_ms * 1000000ull);
         }
         uv_mutex_unlock(&q->mu);
+        if (q->bucket) {
+                /* What is due now is done before leaving; the rest waits for the next start. */
+                (void)buckets_step(q, false);
+                cp_store_set_bucket(q->store, NULL);
+                cp_bucket_close(q->bucket);
+                q->bucket = NULL;
+        }
         uv_async_send(&q->async);
 }
 
@@ -189,12 +236,45 @@ int cp_storeq_start(struct cp_storeq *q, uv_loop_t *loop, struct cp_store *store
                 return r;
         if ((r = uv_async_init(loop, &q->async, on_async)) < 0)
                 return r;
+        if (q->buckets) {
+                char err[256] = "";
+                struct cp_topo *t = q->pending_topo;
+
+                q->pending_topo = NULL;
+                r = cp_bucket_open(cp_store_db(store), &q->bucket_cfg, t, wall_ms(), &q->bstats, &q->bucket, err,
+                                   sizeof(err));
+                if (r < 0) {
+                        cp_log(CP_LOG_ERR, "buckets", "cannot start the bucket engine err=%s reason='%s'", cp_err_name(-r),
+                               err);
+                        return r;
+                }
+                cp_store_set_bucket(store, q->bucket);
+        }
         q->running = true;
         if ((r = uv_thread_create(&q->thread, thread_main, q)) < 0) {
                 q->running = false;
                 return r;
         }
         return 0;
+}
+
+void cp_storeq_set_buckets(struct cp_storeq *q, const struct cp_bucket_cfg *cfg, struct cp_topo *topo)
+{
+        q->bucket_cfg = *cfg;
+        q->buckets = true;
+        q->pending_topo = topo;
+}
+
+void cp_storeq_set_topo(struct cp_storeq *q, struct cp_topo *topo)
+{
+        struct cp_topo *old;
+
+        uv_mutex_lock(&q->mu);
+        old = q->pending_topo;
+        q->pending_topo = topo;
+        uv_cond_signal(&q->cv);
+        uv_mutex_unlock(&q->mu);
+        cp_topo_free(old);
 }
 
 void cp_storeq_submit_take(struct cp_storeq *q, char *path)

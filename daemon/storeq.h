@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "bucket.h"
 #include "store.h"
 
 struct cp_storeq_job;
@@ -39,6 +40,14 @@ struct cp_storeq {
         _Atomic int last_err;  /* 0 when the last import succeeded */
         _Atomic bool writable; /* the last transaction committed */
 
+        /* Buckets (NULL bucket_cfg: none). The engine lives on the thread; a new topology waits here. */
+        struct cp_bucket_cfg bucket_cfg;
+        bool buckets;
+        struct cp_bucket *bucket;
+        struct cp_topo *pending_topo; /* under mu */
+        struct cp_bucket_stats bstats;
+        _Atomic uint64_t bucket_errors;
+
         char errmsg[256]; /* under mu */
         void (*on_progress)(struct cp_storeq *q); /* loop thread; may be NULL */
         void (*on_stopped)(struct cp_storeq *q);  /* loop thread, once the thread has exited */
@@ -47,6 +56,10 @@ struct cp_storeq {
 /* Takes ownership of store. Returns 0 or a negative libuv error. */
 int cp_storeq_start(struct cp_storeq *q, uv_loop_t *loop, struct cp_store *store, int64_t retention_readings_ms,
                     int64_t retention_rejects_ms);
+/* Enables buckets before cp_storeq_start (takes ownership of topo). */
+void cp_storeq_set_buckets(struct cp_storeq *q, const struct cp_bucket_cfg *cfg, struct cp_topo *topo);
+/* Hands a new topology (registry reload) to the thread; takes ownership. */
+void cp_storeq_set_topo(struct cp_storeq *q, struct cp_topo *topo);
 /* Queues a segment path (ownership of the string moves to the queue on every path). */
 void cp_storeq_submit_take(struct cp_storeq *q, char *path);
 /* Asks the thread to finish the queue (one last try each) and exit; on_stopped runs on the loop after

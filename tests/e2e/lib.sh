@@ -141,7 +141,7 @@ seq_stream() { # sensor count
 
 # Waits for the simulator to have every message acknowledged by the broker.
 seq_wait_acked() { # count
-        wait "$SIM_PID" || fail "simulator did not get every PUBACK: $(tail -3 "$T/sim.out" "$T/sim.err")"
+        wait "$SIM_PID" || fail "simulator did not get every PUBACK: $(tail -n 3 "$T/sim.out" "$T/sim.err")"
         grep -qx "acked $1" "$T/sim.out" || fail "simulator: $(cat "$T/sim.out")"
 }
 
