@@ -672,6 +672,35 @@ static enum MHD_Result get_metrics(struct cp_daemon *d, struct MHD_Connection *c
         bprintf(&b, "citypulse_journal_bytes %" PRIu64 "\n", d->journal.bytes);
         metric_head(&b, "citypulse_store_import_errors_total", "counter", "Failed segment imports (retried).");
         bprintf(&b, "citypulse_store_import_errors_total %" PRIu64 "\n", atomic_load(&d->storeq.import_errors));
+        {
+                struct cp_bucket_stats *bs = &d->storeq.bstats;
+                int64_t wm = atomic_load(&bs->watermark_ms);
+
+                metric_head(&b, "citypulse_bucket_rows_total", "counter", "Bucket rows written for the first time.");
+                bprintf(&b, "citypulse_bucket_rows_total %" PRIu64 "\n", atomic_load(&bs->rows));
+                metric_head(&b, "citypulse_bucket_revisions_total", "counter",
+                            "Bucket rows revised by late readings (revision + 1).");
+                bprintf(&b, "citypulse_bucket_revisions_total %" PRIu64 "\n", atomic_load(&bs->revisions));
+                metric_head(&b, "citypulse_readings_late_total", "counter",
+                            "Readings stored after their bucket closed, within agg.allowed_lateness.");
+                bprintf(&b, "citypulse_readings_late_total %" PRIu64 "\n", atomic_load(&bs->late));
+                metric_head(&b, "citypulse_readings_too_late_total", "counter",
+                            "Readings older than agg.allowed_lateness: stored, buckets left alone.");
+                bprintf(&b, "citypulse_readings_too_late_total %" PRIu64 "\n", atomic_load(&bs->too_late));
+                metric_head(&b, "citypulse_buckets_dirty", "gauge", "Buckets waiting to be recomputed.");
+                bprintf(&b, "citypulse_buckets_dirty %" PRId64 "\n", atomic_load(&bs->dirty));
+                metric_head(&b, "citypulse_bucket_watermark_lag_seconds", "gauge",
+                            "Wall clock minus the end of the last closed 1-minute window.");
+                bprintf(&b, "citypulse_bucket_watermark_lag_seconds %.3f\n", wm ? (double)(now - wm) / 1000.0 : 0.0);
+                metric_head(&b, "citypulse_bucket_errors_total", "counter", "Failed bucket updates (retried).");
+                bprintf(&b, "citypulse_bucket_errors_total %" PRIu64 "\n", atomic_load(&d->storeq.bucket_errors));
+                metric_head(&b, "citypulse_bucket_messages_total", "counter",
+                            "Bucket rows republished over MQTT, by result.");
+                bprintf(&b, "citypulse_bucket_messages_total{result=\"published\"} %" PRIu64 "\n",
+                        d->bucket_msgs_published);
+                bprintf(&b, "citypulse_bucket_messages_total{result=\"dropped\"} %" PRIu64 "\n",
+                        atomic_load(&d->bucket_msgs_dropped));
+        }
         metric_head(&b, "citypulse_mqtt_connected", "gauge", "1 while connected to the broker.");
         bprintf(&b, "citypulse_mqtt_connected %d\n", d->mqtt.state == CP_MQTT_CONNECTED);
         metric_head(&b, "citypulse_mqtt_reconnects_total", "counter", "Successful reconnections after a loss.");
