@@ -1,8 +1,14 @@
 /* mqtt_in.h - the MQTT session, driven by the libuv loop: uv_poll_t on mosquitto_socket() (writable
  * interest only while mosquitto_want_write()), mosquitto_loop_misc() from a 1 s timer, non-blocking
- * connects with capped exponential back-off and jitter. MQTT 3.1.1 with clean_session=false: the
- * broker keeps our subscriptions and queues QoS 1 messages while we are away; mosquitto also serves
- * $share/<group>/ shared subscriptions to 3.1.1 clients. Loop thread only. */
+ * connects with capped exponential back-off and jitter. The broker keeps our subscriptions and queues
+ * QoS 1 messages while we are away (mqtt.clean_session no).
+ *
+ * MQTT 3.1.1 by default. With mqtt.shared_group set, MQTT v5: every route is subscribed as
+ * $share/<group>/<filter>, so several daemons on one broker split a stream message by message. A v5
+ * session outlives the connection only with a Session Expiry Interval on CONNECT, and libmosquitto
+ * 2.0 takes CONNECT properties only in the blocking mosquitto_connect_bind_v5(): that call runs on
+ * the libuv threadpool (DNS, TCP connect; the CONNECT packet is only queued), never on the loop.
+ * Loop thread only, apart from that one call. */
 #ifndef CP_MQTT_IN_H
 #define CP_MQTT_IN_H
 
@@ -44,15 +50,22 @@ struct cp_mqtt_in {
         int qos;
         int64_t reconnect_max_ms;
         char *status_topic;
-        char *shared_group;
-        char **want;   /* filters the config asks for */
+        char *shared_group; /* NULL: plain subscriptions, MQTT 3.1.1 */
+        bool v5;
+        mosquitto_property *connect_props; /* v5 CONNECT properties (Session Expiry Interval) */
+        uv_work_t connect_req;             /* v5: mosquitto_connect_bind_v5() on the threadpool */
+        bool connect_busy;                 /* connect_req queued or running: nothing may touch mosq */
+        int connect_rc, connect_errno;     /* written by the threadpool, read after it completed */
+        char **want;   /* filters the config asks for (with the $share/<group>/ prefix) */
         size_t n_want;
         char **subscribed; /* filters the broker holds for our session, as far as we know */
+        int *subscribed_mid; /* the SUBSCRIBE message id of each, 0 once acknowledged or unknown */
         size_t n_subscribed;
         uint64_t connects, reconnects, disconnects, messages;
         int64_t connected_since_ms;
         int last_err;   /* MOSQ_ERR_* of the last failure */
         int last_errno; /* errno when last_err is MOSQ_ERR_ERRNO */
+        bool refused;   /* the broker refused this connect attempt in its CONNACK */
         struct cp_complaint conn_complaint;
         cp_mqtt_message_fn on_message;
         void (*on_state)(struct cp_mqtt_in *m, void *ud);
@@ -66,7 +79,8 @@ struct cp_mqtt_in {
 /* Sets up the client from the config (credentials, TLS, will) and starts connecting. Errors that a
  * retry cannot fix (a missing CA file, unreadable password file) are returned with a message. */
 int cp_mqtt_in_start(struct cp_mqtt_in *m, uv_loop_t *loop, const struct cp_config *c, char *err, size_t errlen);
-/* Applies the routes of a new config: subscribes new filters, unsubscribes removed ones. */
+/* Applies the routes of a new config: subscribes new filters, unsubscribes removed ones (in the same
+ * $share/<group>/ form). A changed mqtt.shared_group needs a restart: warns and keeps the running one. */
 int cp_mqtt_in_set_routes(struct cp_mqtt_in *m, const struct cp_config *c);
 /* Stops reading, publishes the offline status, disconnects, and closes the handles; on_closed runs when
  * everything is closed. */
