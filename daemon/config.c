@@ -52,7 +52,7 @@ static const struct conf_key schema[] = {
         {"mqtt.tls.cafile", T_STR, O(mqtt_tls_cafile), NULL, 0, 0, 0},
         {"mqtt.tls.certfile", T_STR, O(mqtt_tls_certfile), NULL, 0, 0, 0},
         {"mqtt.tls.keyfile", T_STR, O(mqtt_tls_keyfile), NULL, 0, 0, 0},
-        {"mqtt.shared_group", T_STR, O(mqtt_shared_group), NULL, 0, 0, 0},
+        {"mqtt.shared_group", T_STR, O(mqtt_shared_group), NULL, 0, 0, F_RESTART},
         {"mqtt.reconnect_max", T_DURATION, O(mqtt_reconnect_max_ms), "30s", 1000, 3600000, 0},
         {"mqtt.max_payload", T_SIZE, O(mqtt_max_payload), "256k", 64, 256LL << 20, 0},
         {"http.admin_token_file", T_STR, O(http_admin_token_file), NULL, 0, 0, 0},
