@@ -42,6 +42,9 @@ enum cp_route_id {
         CP_RT_STREAM,
         CP_RT_GRAPH,
         CP_RT_DASHBOARD,
+        CP_RT_EXPLORE,
+        CP_RT_EXPORT,
+        CP_RT_NGSILD,
         CP_RT_OTHER,
         _CP_RT_MAX,
 };
@@ -82,6 +85,9 @@ struct cp_daemon {
         uint64_t bucket_msgs_published;
         char publish_prefix[256]; /* a restart key: fixed for the run */
 
+        struct cp_xjob *xjobs; /* Explore queries in flight (explore.c) */
+        unsigned n_xjobs;
+
         struct cp_http_cache parkings_cache;
         uint64_t http_status[_CP_RT_MAX][6]; /* by route and status class 1xx..5xx (index 0 unused) */
         uint64_t reloads, reload_failures;
@@ -96,6 +102,15 @@ struct cp_daemon {
 /* http_api.c: the routes. */
 enum MHD_Result cp_api_handle(struct cp_http *h, struct MHD_Connection *conn, struct cp_http_req *req, void *ud);
 void cp_api_done(struct cp_http *h, struct cp_http_req *req, void *ud);
+/* Shared by the routes in other files. */
+bool cp_api_etag_matches(struct MHD_Connection *conn, const char *etag);
+void cp_api_common_headers(struct MHD_Response *r, const char *etag, int64_t ttl_s, bool api, const char *ctype);
+enum MHD_Result cp_api_not_modified(struct MHD_Connection *conn, struct cp_http_req *req, const char *etag,
+                                    int64_t ttl_s, bool api);
+/* Sends body (a malloc'd buffer it takes) with an ETag of its bytes; 304 when If-None-Match matches. */
+enum MHD_Result cp_api_send_body_take(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req,
+                                      unsigned status, char *body, size_t len, const char *ctype, bool api,
+                                      int64_t ttl_ms);
 void cp_api_cache_drop(struct cp_daemon *d);
 /* Resumes every suspended graph request (MHD_stop_daemon needs none suspended) and frees the cache. */
 void cp_api_graphs_stop(struct cp_daemon *d);

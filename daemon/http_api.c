@@ -12,6 +12,8 @@
 
 #include "citypulse/cp_common.h"
 #include "daemon.h"
+#include "explore.h"
+#include "http_ngsild.h"
 #include "log.h"
 #include "timefmt.h"
 
@@ -36,7 +38,7 @@ static void make_etag(char *buf, size_t len, const char *body, size_t n)
 }
 
 /* If-None-Match: a list of entity tags, or "*"; weak tags compare by their opaque part. */
-static bool etag_matches(struct MHD_Connection *conn, const char *etag)
+bool cp_api_etag_matches(struct MHD_Connection *conn, const char *etag)
 {
         const char *inm = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
         size_t el = strlen(etag);
@@ -58,7 +60,7 @@ static bool etag_matches(struct MHD_Connection *conn, const char *etag)
         return false;
 }
 
-static void add_common_headers(struct MHD_Response *r, const char *etag, int64_t ttl_s, bool api, const char *ctype)
+void cp_api_common_headers(struct MHD_Response *r, const char *etag, int64_t ttl_s, bool api, const char *ctype)
 {
         char cc[64];
 
@@ -71,7 +73,7 @@ static void add_common_headers(struct MHD_Response *r, const char *etag, int64_t
                 MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
 }
 
-static enum MHD_Result not_modified(struct MHD_Connection *conn, struct cp_http_req *req, const char *etag,
+enum MHD_Result cp_api_not_modified(struct MHD_Connection *conn, struct cp_http_req *req, const char *etag,
                                     int64_t ttl_s, bool api)
 {
         struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)(uintptr_t) "", MHD_RESPMEM_PERSISTENT);
@@ -79,14 +81,14 @@ static enum MHD_Result not_modified(struct MHD_Connection *conn, struct cp_http_
 
         if (!r)
                 return MHD_NO;
-        add_common_headers(r, etag, ttl_s, api, NULL);
+        cp_api_common_headers(r, etag, ttl_s, api, NULL);
         ret = cp_http_queue(conn, req, MHD_HTTP_NOT_MODIFIED, r);
         MHD_destroy_response(r);
         return ret;
 }
 
 /* Sends body (taking ownership of the malloc'd buffer) with ETag and caching headers. */
-static enum MHD_Result send_body_take(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req,
+enum MHD_Result cp_api_send_body_take(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req,
                                       unsigned status, char *body, size_t len, const char *ctype, bool api,
                                       int64_t ttl_ms)
 {
@@ -96,16 +98,16 @@ static enum MHD_Result send_body_take(struct cp_daemon *d, struct MHD_Connection
 
         (void)d;
         make_etag(etag, sizeof(etag), body, len);
-        if (status == MHD_HTTP_OK && etag_matches(conn, etag)) {
+        if (status == MHD_HTTP_OK && cp_api_etag_matches(conn, etag)) {
                 free(body);
-                return not_modified(conn, req, etag, ttl_ms / 1000, api);
+                return cp_api_not_modified(conn, req, etag, ttl_ms / 1000, api);
         }
         r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
         if (!r) {
                 free(body);
                 return MHD_NO;
         }
-        add_common_headers(r, etag, ttl_ms / 1000, api, ctype);
+        cp_api_common_headers(r, etag, ttl_ms / 1000, api, ctype);
         ret = cp_http_queue(conn, req, status, r);
         MHD_destroy_response(r);
         return ret;
@@ -121,7 +123,7 @@ static enum MHD_Result send_json_take(struct cp_daemon *d, struct MHD_Connection
         if (!body)
                 return cp_http_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
         len = strlen(body);
-        return send_body_take(d, conn, req, status, body, len, "application/json; charset=utf-8", true, ttl_ms);
+        return cp_api_send_body_take(d, conn, req, status, body, len, "application/json; charset=utf-8", true, ttl_ms);
 }
 
 static json_t *iso_or_null(const struct cp_daemon *d, int64_t ms)
@@ -194,7 +196,7 @@ static int render_parkings(struct cp_daemon *d, int64_t now)
         }
         cp_api_cache_drop(d);
         make_etag(c->etag, sizeof(c->etag), body, strlen(body));
-        add_common_headers(r, c->etag, d->cfg->http_ttl_ms / 1000, true, "application/json; charset=utf-8");
+        cp_api_common_headers(r, c->etag, d->cfg->http_ttl_ms / 1000, true, "application/json; charset=utf-8");
         c->resp = r;
         c->changes = d->live.changes;
         c->reg_gen = d->reg_gen;
@@ -212,8 +214,8 @@ static enum MHD_Result get_parkings(struct cp_daemon *d, struct MHD_Connection *
 
         if (stale && render_parkings(d, now) < 0)
                 return cp_http_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
-        if (etag_matches(conn, c->etag))
-                return not_modified(conn, req, c->etag, d->cfg->http_ttl_ms / 1000, true);
+        if (cp_api_etag_matches(conn, c->etag))
+                return cp_api_not_modified(conn, req, c->etag, d->cfg->http_ttl_ms / 1000, true);
         return cp_http_queue(conn, req, MHD_HTTP_OK, c->resp);
 }
 
@@ -333,7 +335,7 @@ static enum MHD_Result get_healthz(struct cp_daemon *d, struct MHD_Connection *c
 
         if (!body)
                 return MHD_NO;
-        return send_body_take(d, conn, req, MHD_HTTP_OK, body, strlen(body), "application/json", false, 0);
+        return cp_api_send_body_take(d, conn, req, MHD_HTTP_OK, body, strlen(body), "application/json", false, 0);
 }
 
 static enum MHD_Result get_readyz(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req)
@@ -361,12 +363,12 @@ static enum MHD_Result get_dashboard(struct cp_daemon *d, struct MHD_Connection 
         char etag[24];
 
         make_etag(etag, sizeof(etag), cp_dashboard_html, len);
-        if (etag_matches(conn, etag))
-                return not_modified(conn, req, etag, 60, false);
+        if (cp_api_etag_matches(conn, etag))
+                return cp_api_not_modified(conn, req, etag, 60, false);
         r = MHD_create_response_from_buffer(len, (void *)(uintptr_t)cp_dashboard_html, MHD_RESPMEM_PERSISTENT);
         if (!r)
                 return MHD_NO;
-        add_common_headers(r, etag, 60, false, "text/html; charset=utf-8");
+        cp_api_common_headers(r, etag, 60, false, "text/html; charset=utf-8");
         MHD_add_response_header(r, "Content-Security-Policy",
                                 "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'");
         MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
@@ -501,7 +503,7 @@ static enum MHD_Result send_png(struct cp_daemon *d, struct MHD_Connection *conn
                 return MHD_NO;
         memcpy(copy, png, len);
         (void)d;
-        return send_body_take(d, conn, req, MHD_HTTP_OK, copy, len, "image/png", false, GRAPH_CACHE_MS);
+        return cp_api_send_body_take(d, conn, req, MHD_HTTP_OK, copy, len, "image/png", false, GRAPH_CACHE_MS);
 }
 
 static enum MHD_Result get_graph(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req,
@@ -628,7 +630,7 @@ static void metric_head(struct buf *b, const char *name, const char *type, const
 static const char *const route_names[_CP_RT_MAX] = {
         [CP_RT_PARKINGS] = "parkings", [CP_RT_PARKING] = "parking", [CP_RT_SPOTS] = "spots",
         [CP_RT_SENSOR] = "sensor",     [CP_RT_HEALTHZ] = "healthz", [CP_RT_READYZ] = "readyz",
-        [CP_RT_METRICS] = "metrics",   [CP_RT_ENERGY] = "energy", [CP_RT_STREAM] = "stream", [CP_RT_GRAPH] = "graph", [CP_RT_DASHBOARD] = "dashboard",   [CP_RT_OTHER] = "other",
+        [CP_RT_METRICS] = "metrics",   [CP_RT_ENERGY] = "energy", [CP_RT_STREAM] = "stream", [CP_RT_GRAPH] = "graph", [CP_RT_DASHBOARD] = "dashboard", [CP_RT_EXPLORE] = "explore", [CP_RT_EXPORT] = "export", [CP_RT_NGSILD] = "ngsild",   [CP_RT_OTHER] = "other",
 };
 
 static enum MHD_Result get_metrics(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req)
@@ -732,7 +734,7 @@ static enum MHD_Result get_metrics(struct cp_daemon *d, struct MHD_Connection *c
                 free(b.p);
                 return MHD_NO;
         }
-        return send_body_take(d, conn, req, MHD_HTTP_OK, b.p, b.n, "text/plain; version=0.0.4; charset=utf-8", false, 0);
+        return cp_api_send_body_take(d, conn, req, MHD_HTTP_OK, b.p, b.n, "text/plain; version=0.0.4; charset=utf-8", false, 0);
 }
 
 /* --- routing --- */
@@ -843,6 +845,16 @@ enum MHD_Result cp_api_handle(struct cp_http *h, struct MHD_Connection *conn, st
         } else if (p.n == 2 && seg_is(&p, 0, "graphs")) {
                 req->route = CP_RT_GRAPH;
                 return get_graph(d, conn, req, p.seg[1]);
+        } else if (seg_is(&p, 0, "api") && seg_is(&p, 1, "explore") && seg_is(&p, 2, "v2.1") && seg_is(&p, 3, "catalog") &&
+                   seg_is(&p, 4, "datasets")) {
+                req->route = CP_RT_EXPLORE;
+                return cp_explore_handle(d, conn, req, p.seg + 5, p.n - 5);
+        } else if (seg_is(&p, 0, "ngsi-ld") && seg_is(&p, 1, "v1")) {
+                req->route = CP_RT_NGSILD;
+                return cp_ngsild_handle(d, conn, req, p.seg + 2, p.n - 2);
+        } else if (p.n == 2 && seg_is(&p, 0, "exports")) {
+                req->route = CP_RT_EXPORT;
+                return cp_exports_handle(d, conn, req, p.seg[1]);
         } else if (p.n == 1 && seg_is(&p, 0, "healthz")) {
                 req->route = CP_RT_HEALTHZ;
                 return get_healthz(d, conn, req);

@@ -21,6 +21,7 @@
 
 #include "citypulse/cp_err.h"
 #include "daemon.h"
+#include "explore.h"
 #include "log.h"
 #include "timefmt.h"
 
@@ -317,6 +318,7 @@ static void begin_shutdown(struct cp_daemon *d, const char *why)
         close_if_active((uv_handle_t *)&d->rrd_timer);
         cp_sse_stop(&d->sse);
         cp_api_graphs_stop(d);
+        cp_explore_stop(d);
         cp_http_stop(&d->http);
         cp_mqtt_in_stop(&d->mqtt);
         if (d->rrd_running)
@@ -694,6 +696,7 @@ fail_stop:
         close_if_active((uv_handle_t *)&d->rrd_timer);
         cp_sse_stop(&d->sse);
         cp_api_graphs_stop(d);
+        cp_explore_stop(d);
         cp_http_stop(&d->http);
         if (d->rrd_running)
                 cp_rrd_stop(&d->rrd, on_rrd_stopped);
