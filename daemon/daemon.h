@@ -16,6 +16,7 @@
 #include "live.h"
 #include "mqtt_in.h"
 #include "registry.h"
+#include "republish.h"
 #include "route.h"
 #include "sse.h"
 #include "store_rrd.h"
@@ -85,6 +86,7 @@ struct cp_daemon {
         uint64_t bucket_msgs_published;
         char publish_prefix[256]; /* a restart key: fixed for the run */
 
+        struct cp_republish republish; /* retained live records over MQTT */
         struct cp_xjob *xjobs; /* Explore queries in flight (explore.c) */
         unsigned n_xjobs;
 

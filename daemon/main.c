@@ -316,6 +316,7 @@ static void begin_shutdown(struct cp_daemon *d, const char *why)
         close_if_active((uv_handle_t *)&d->stats_timer);
         close_if_active((uv_handle_t *)&d->watchdog_timer);
         close_if_active((uv_handle_t *)&d->rrd_timer);
+        cp_republish_stop(&d->republish);
         cp_sse_stop(&d->sse);
         cp_api_graphs_stop(d);
         cp_explore_stop(d);
@@ -663,6 +664,10 @@ static int run(struct cp_daemon *d, struct bundle *b)
                 cp_log(CP_LOG_ERR, "mqtt", "cannot start: %s", err);
                 goto fail_stop;
         }
+        if ((r = cp_republish_start(&d->republish, d)) < 0) {
+                cp_log(CP_LOG_ERR, "mqtt", "cannot start the open-data republisher err=%s", uv_err_name(r));
+                goto fail_stop;
+        }
         d->mqtt.on_message = on_mqtt_message;
         d->mqtt.on_state = on_mqtt_state;
         d->mqtt.on_burst_end = on_mqtt_burst_end;
@@ -694,6 +699,7 @@ fail_stop:
         /* Start-up failed after the store thread started: stop it cleanly so nothing is lost. */
         d->stopping = true;
         close_if_active((uv_handle_t *)&d->rrd_timer);
+        cp_republish_stop(&d->republish);
         cp_sse_stop(&d->sse);
         cp_api_graphs_stop(d);
         cp_explore_stop(d);

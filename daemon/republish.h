@@ -1,0 +1,26 @@
+/* republish.h - retained live open-data records over MQTT; see republish.c. */
+#ifndef CP_REPUBLISH_H
+#define CP_REPUBLISH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct cp_daemon;
+
+struct cp_republish {
+        struct cp_daemon *d;
+        uv_timer_t timer;
+        uint64_t *fac, *sen, *dist; /* hash of the last record sent, by registry index; 0: none */
+        size_t n_fac, n_sen, n_dist;
+        uint64_t reg_gen;
+        bool was_connected;
+        uint64_t published;
+};
+
+int cp_republish_start(struct cp_republish *rp, struct cp_daemon *d);
+/* Closes the timer (the loop finishes the close) and frees the state. */
+void cp_republish_stop(struct cp_republish *rp);
+
+#endif
