@@ -24,7 +24,9 @@
 
 struct cp_http_cache {
         struct MHD_Response *resp; /* shared by every request until the data changes */
+        struct MHD_Response *resp_gz; /* the same, gzip-encoded (NULL when too small to pay) */
         char etag[24];
+        char etag_gz[28];
         uint64_t changes;   /* live->changes when rendered */
         int64_t valid_until_ms; /* staleness alone changes the body then */
         int64_t rendered_ms;

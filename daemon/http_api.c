@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "citypulse/cp_common.h"
 #include "daemon.h"
@@ -18,6 +19,7 @@
 #include "timefmt.h"
 
 #define API_VERSION     "1.0"
+#define GZIP_MIN        1024 /* bytes: smaller bodies go out as they are */
 #define RENDER_COALESCE 250 /* ms: the feed is rendered at most this often while readings pour in */
 #define JSON_FLAGS      (JSON_COMPACT | JSON_REAL_PRECISION(10))
 
@@ -35,6 +37,85 @@ static uint64_t fnv64(const char *s, size_t n)
 static void make_etag(char *buf, size_t len, const char *body, size_t n)
 {
         snprintf(buf, len, "\"%016" PRIx64 "\"", fnv64(body, n));
+}
+
+static bool gz_etag_matches(struct MHD_Connection *conn, const char *etag)
+{
+        char gz[40];
+        size_t el = strlen(etag);
+
+        if (el < 2 || el + 4 >= sizeof(gz))
+                return false;
+        memcpy(gz, etag, el - 1);
+        memcpy(gz + el - 1, "-gz\"", 5);
+        return cp_api_etag_matches(conn, gz);
+}
+
+/* True when the client takes gzip (Accept-Encoding lists gzip without q=0). */
+static bool accepts_gzip(struct MHD_Connection *conn)
+{
+        const char *ae = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING);
+        const char *g = ae ? strstr(ae, "gzip") : NULL;
+
+        return g && strncmp(g + 4, ";q=0", 4) != 0 && strncmp(g + 4, "; q=0", 5) != 0;
+}
+
+/* gzip of body (level 6), malloc'd; NULL when it does not pay or on error. */
+static char *gzip_body(const char *body, size_t len, size_t *ret_len)
+{
+        z_stream z;
+        uLong cap = compressBound((uLong)len) + 32;
+        char *out;
+        int rc;
+
+        if (len < GZIP_MIN || !(out = malloc(cap)))
+                return NULL;
+        memset(&z, 0, sizeof(z));
+        if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+                free(out);
+                return NULL;
+        }
+        z.next_in = (Bytef *)(uintptr_t)body;
+        z.avail_in = (uInt)len;
+        z.next_out = (Bytef *)out;
+        z.avail_out = (uInt)cap;
+        rc = deflate(&z, Z_FINISH);
+        *ret_len = z.total_out;
+        deflateEnd(&z);
+        if (rc != Z_STREAM_END || *ret_len >= len) {
+                free(out);
+                return NULL;
+        }
+        return out;
+}
+
+/* A response for body, gzip-encoded when that was asked for and pays; the ETag of the gzip variant
+ * differs (RFC 9110: a representation's tag covers its encoding). Takes body. */
+static struct MHD_Response *response_take(struct MHD_Connection *conn, char *body, size_t len, char *etag,
+                                          size_t etag_len, bool *gz)
+{
+        struct MHD_Response *r;
+        size_t zl = 0;
+        char *z = accepts_gzip(conn) ? gzip_body(body, len, &zl) : NULL;
+
+        *gz = z != NULL;
+        if (z) {
+                size_t el = strlen(etag);
+                free(body);
+                body = z;
+                len = zl;
+                if (el >= 2 && el + 4 < etag_len)
+                        memcpy(etag + el - 1, "-gz\"", 5);
+        }
+        r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+        if (!r) {
+                free(body);
+                return NULL;
+        }
+        if (*gz)
+                MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+        return r;
 }
 
 /* If-None-Match: a list of entity tags, or "*"; weak tags compare by their opaque part. */
@@ -94,19 +175,17 @@ enum MHD_Result cp_api_send_body_take(struct cp_daemon *d, struct MHD_Connection
 {
         struct MHD_Response *r;
         enum MHD_Result ret;
-        char etag[24];
+        char etag[32];
+        bool gz;
 
         (void)d;
         make_etag(etag, sizeof(etag), body, len);
-        if (status == MHD_HTTP_OK && cp_api_etag_matches(conn, etag)) {
+        if (status == MHD_HTTP_OK && (cp_api_etag_matches(conn, etag) || gz_etag_matches(conn, etag))) {
                 free(body);
                 return cp_api_not_modified(conn, req, etag, ttl_ms / 1000, api);
         }
-        r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-        if (!r) {
-                free(body);
+        if (!(r = response_take(conn, body, len, etag, sizeof(etag), &gz)))
                 return MHD_NO;
-        }
         cp_api_common_headers(r, etag, ttl_ms / 1000, api, ctype);
         ret = cp_http_queue(conn, req, status, r);
         MHD_destroy_response(r);
@@ -164,6 +243,8 @@ void cp_api_cache_drop(struct cp_daemon *d)
 {
         if (d->parkings_cache.resp)
                 MHD_destroy_response(d->parkings_cache.resp);
+        if (d->parkings_cache.resp_gz)
+                MHD_destroy_response(d->parkings_cache.resp_gz);
         memset(&d->parkings_cache, 0, sizeof(d->parkings_cache));
 }
 
@@ -189,14 +270,35 @@ static int render_parkings(struct cp_daemon *d, int64_t now)
         json_decref(doc);
         if (!body)
                 return -ENOMEM;
-        r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-        if (!r) {
-                free(body);
-                return -ENOMEM;
+        {
+                size_t zl = 0;
+                char *z = gzip_body(body, strlen(body), &zl);
+                struct MHD_Response *rz = z ? MHD_create_response_from_buffer(zl, z, MHD_RESPMEM_MUST_FREE) : NULL;
+
+                if (z && !rz)
+                        free(z);
+                r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+                if (!r) {
+                        free(body);
+                        if (rz)
+                                MHD_destroy_response(rz);
+                        return -ENOMEM;
+                }
+                cp_api_cache_drop(d);
+                make_etag(c->etag, sizeof(c->etag), body, strlen(body));
+                cp_api_common_headers(r, c->etag, d->cfg->http_ttl_ms / 1000, true, "application/json; charset=utf-8");
+                MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+                if (rz) {
+                        size_t el = strlen(c->etag);
+                        memcpy(c->etag_gz, c->etag, el - 1);
+                        memcpy(c->etag_gz + el - 1, "-gz\"", 5);
+                        cp_api_common_headers(rz, c->etag_gz, d->cfg->http_ttl_ms / 1000, true,
+                                              "application/json; charset=utf-8");
+                        MHD_add_response_header(rz, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+                        MHD_add_response_header(rz, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+                        c->resp_gz = rz;
+                }
         }
-        cp_api_cache_drop(d);
-        make_etag(c->etag, sizeof(c->etag), body, strlen(body));
-        cp_api_common_headers(r, c->etag, d->cfg->http_ttl_ms / 1000, true, "application/json; charset=utf-8");
         c->resp = r;
         c->changes = d->live.changes;
         c->reg_gen = d->reg_gen;
@@ -216,6 +318,10 @@ static enum MHD_Result get_parkings(struct cp_daemon *d, struct MHD_Connection *
                 return cp_http_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
         if (cp_api_etag_matches(conn, c->etag))
                 return cp_api_not_modified(conn, req, c->etag, d->cfg->http_ttl_ms / 1000, true);
+        if (c->resp_gz && cp_api_etag_matches(conn, c->etag_gz))
+                return cp_api_not_modified(conn, req, c->etag_gz, d->cfg->http_ttl_ms / 1000, true);
+        if (c->resp_gz && accepts_gzip(conn))
+                return cp_http_queue(conn, req, MHD_HTTP_OK, c->resp_gz);
         return cp_http_queue(conn, req, MHD_HTTP_OK, c->resp);
 }
 

@@ -175,6 +175,16 @@ assert abs(rows[0]["occupancy_rate_mean"] - 0.75 / 1.8) < 1e-12, rows[0]
 [ "$(code "http://127.0.0.1:$HTTP_PORT/exports/energy-15min.json")" = 200 ] || fail "energy export"
 [ "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$T/body")" = "$(sql 'SELECT count(*) FROM energy_15min')" ] ||
         fail "energy export rows"
+# gzip when asked (and only then), with its own ETag, and a 304 for it.
+curl -s -D "$T/gh" --compressed -o "$T/body" "$X"
+grep -qi '^content-encoding: gzip' "$T/gh" || fail "no gzip: $(cat "$T/gh")"
+python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["total_count"] == 9' "$T/body" || fail "gzip body"
+getag=$(grep -i '^etag:' "$T/gh" | cut -d' ' -f2 | tr -d '\r')
+case "$getag" in *-gz\") ;; *) fail "gzip ETag: $getag" ;; esac
+[ "$(curl -s -o /dev/null -w '%{http_code}' --compressed -H "If-None-Match: $getag" "$X")" = 304 ] || fail "no 304 for gzip"
+curl -s -D "$T/ph" -o /dev/null "$X"
+grep -qi '^content-encoding' "$T/ph" && fail "gzip without Accept-Encoding"
+
 # NGSI-LD: normalized with the context in a Link header, or in the body for application/ld+json.
 N="http://127.0.0.1:$HTTP_PORT/ngsi-ld/v1/entities"
 curl -s -D "$T/nh" -o "$T/body" "$N?type=OffStreetParking"
