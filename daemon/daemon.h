@@ -48,6 +48,8 @@ enum cp_route_id {
         CP_RT_EXPLORE,
         CP_RT_EXPORT,
         CP_RT_NGSILD,
+        CP_RT_HISTORY,
+        CP_RT_ADMIN,
         CP_RT_OTHER,
         _CP_RT_MAX,
 };
@@ -89,6 +91,7 @@ struct cp_daemon {
         char publish_prefix[256]; /* a restart key: fixed for the run */
 
         struct cp_republish republish; /* retained live records over MQTT */
+        char *admin_token; /* from http.admin_token_file; NULL: admin endpoints off */
         struct cp_xjob *xjobs; /* Explore queries in flight (explore.c) */
         unsigned n_xjobs;
 

@@ -41,6 +41,7 @@ enum job_kind {
         J_RECORDS,
         J_EXPORT,
         J_COUNT,
+        J_SQL, /* a fixed query with bound parameters: rows as JSON objects (history routes) */
 };
 
 /* One value of a live snapshot row, in the live table's column order. */
@@ -72,7 +73,16 @@ struct cp_xjob {
         char query_key[64]; /* hash of the query, for the export ETag */
         char if_none_match[128];
 
+        struct cp_sqlq sql;      /* J_SQL */
+        const char *wrap_key;    /* J_SQL: the array's key in the answer */
+        json_t *wrap;            /* J_SQL: the answer object the array goes into (owned) */
+        int64_t page_limit;      /* J_SQL: rows asked for; a full page gets a next cursor */
+        const char *cursor_col;  /* J_SQL: column whose last value is the next cursor */
+        const struct cp_tz *tz;  /* J_SQL: times in answers */
+
         /* results */
+        json_t *rows;            /* J_SQL */
+        int64_t last_cursor;
         unsigned status;
         char err[256];
         struct cp_buf body;
@@ -424,10 +434,71 @@ static int run_rows(struct cp_xjob *j, sqlite3 *db)
         return SQLITE_OK;
 }
 
+/* Rows as objects: a column named x_ms becomes x as an ISO time; a BLOB becomes text when it is UTF-8,
+ * else null with x_base64... kept simple: invalid UTF-8 is replaced by jansson's refusal -> null. */
+static int run_sql(struct cp_xjob *j, sqlite3 *db)
+{
+        sqlite3_stmt *st;
+        int rc = sqlite3_prepare_v2(db, j->sql.sql.p, -1, &st, NULL);
+
+        if (rc != SQLITE_OK)
+                return rc;
+        if ((rc = cp_sqlq_bind(&j->sql, st)) != SQLITE_OK) {
+                sqlite3_finalize(st);
+                return rc;
+        }
+        if (!(j->rows = json_array())) {
+                sqlite3_finalize(st);
+                return SQLITE_NOMEM;
+        }
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                json_t *o = json_object();
+                for (int c = 0; o && c < sqlite3_column_count(st); c++) {
+                        const char *name = sqlite3_column_name(st, c);
+                        size_t nl = strlen(name);
+                        json_t *v;
+
+                        if (j->cursor_col && strcmp(name, j->cursor_col) == 0)
+                                j->last_cursor = sqlite3_column_int64(st, c);
+                        if (nl > 3 && strcmp(name + nl - 3, "_ms") == 0) {
+                                char key[64], iso_buf[CP_ISO_MAX];
+                                snprintf(key, sizeof(key), "%.*s", (int)(nl - 3), name);
+                                v = sqlite3_column_type(st, c) == SQLITE_NULL
+                                            ? json_null()
+                                            : json_string(cp_time_iso(iso_buf, sizeof(iso_buf), sqlite3_column_int64(st, c),
+                                                                      j->tz));
+                                json_object_set_new(o, key, v);
+                                continue;
+                        }
+                        switch (sqlite3_column_type(st, c)) {
+                        case SQLITE_INTEGER:
+                                v = json_integer(sqlite3_column_int64(st, c));
+                                break;
+                        case SQLITE_FLOAT:
+                                v = json_real(sqlite3_column_double(st, c));
+                                break;
+                        case SQLITE_TEXT:
+                        case SQLITE_BLOB:
+                                v = json_stringn((const char *)sqlite3_column_blob(st, c), (size_t)sqlite3_column_bytes(st, c));
+                                break;
+                        default:
+                                v = json_null();
+                        }
+                        json_object_set_new(o, name, v ? v : json_null());
+                }
+                if (!o || json_array_append_new(j->rows, o) < 0) {
+                        sqlite3_finalize(st);
+                        return SQLITE_NOMEM;
+                }
+        }
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 static void job_work(uv_work_t *w)
 {
         struct cp_xjob *j = cp_container_of(w, struct cp_xjob, work);
-        bool live = !cp_dataset_is_bucket(j->ds);
+        bool live = j->ds && !cp_dataset_is_bucket(j->ds);
         sqlite3 *db = NULL;
         int rc;
 
@@ -441,6 +512,10 @@ static void job_work(uv_work_t *w)
         }
         if (rc == SQLITE_OK && live)
                 rc = load_snapshot(j, db);
+        if (rc == SQLITE_OK && j->kind == J_SQL) {
+                rc = run_sql(j, db);
+                goto out;
+        }
         if (rc == SQLITE_OK && j->kind == J_EXPORT && !live) {
                 rc = run_version(j, db);
                 if (rc == SQLITE_OK && j->etag[0] && strstr(j->if_none_match, j->etag)) {
@@ -483,6 +558,9 @@ static void job_free(struct cp_xjob *j)
                 }
         d->n_xjobs--;
         cp_odsql_plan_done(&j->plan);
+        cp_sqlq_done(&j->sql);
+        json_decref(j->rows);
+        json_decref(j->wrap);
         snap_free(j->snap, j->snap_rows * j->snap_cols);
         cp_buf_free(&j->body);
         if (j->fd >= 0)
@@ -543,6 +621,23 @@ static enum MHD_Result answer(struct cp_daemon *d, struct MHD_Connection *conn, 
         if (j->kind == J_COUNT) {
                 /* Catalog entry of one dataset: answered by cp_explore_handle from the count. */
                 return MHD_NO;
+        }
+        if (j->kind == J_SQL) {
+                char *body;
+                if (j->page_limit > 0 && (int64_t)json_array_size(j->rows) == j->page_limit) {
+                        char cur[32];
+                        snprintf(cur, sizeof(cur), "%" PRId64, j->last_cursor);
+                        json_object_set_new(j->wrap, "next_cursor", json_string(cur));
+                } else if (j->page_limit > 0) {
+                        json_object_set_new(j->wrap, "next_cursor", json_null());
+                }
+                json_object_set_new(j->wrap, j->wrap_key, j->rows);
+                j->rows = NULL;
+                body = json_dumps(j->wrap, JSON_COMPACT | JSON_REAL_PRECISION(17));
+                if (!body)
+                        return MHD_NO;
+                return cp_api_send_body_take(d, conn, req, MHD_HTTP_OK, body, strlen(body),
+                                             "application/json; charset=utf-8", true, d->cfg->http_ttl_ms);
         }
         if (j->kind == J_RECORDS) {
                 char *body = cp_buf_steal(&j->body);
@@ -787,4 +882,310 @@ enum MHD_Result cp_exports_handle(struct cp_daemon *d, struct MHD_Connection *co
         if (!(ds = cp_dataset_find(id)))
                 return ods_error(conn, req, MHD_HTTP_NOT_FOUND, "NotFound", "Unknown dataset");
         return start_job(d, conn, req, ds, J_EXPORT, fmt);
+}
+
+/* ---- history routes: series, a sensor's readings, rejects --------------------------------------------- */
+
+#define PAGE_DEF 1000
+#define PAGE_MAX 10000
+
+static enum MHD_Result bad(struct MHD_Connection *conn, struct cp_http_req *req, const char *msg)
+{
+        return cp_http_error(conn, req, MHD_HTTP_BAD_REQUEST, "bad_request", msg);
+}
+
+static int parse_int_arg(const char *s, int64_t lo, int64_t hi, int64_t *ret)
+{
+        char *end;
+        long long v;
+
+        if (!s)
+                return 0;
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (errno || end == s || *end || v < lo || v > hi)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static int parse_time_arg(const struct cp_daemon *d, const char *s, int64_t *ret)
+{
+        if (!s)
+                return 0;
+        return cp_time_parse(s, strlen(s), d->tz, ret) < 0 ? -EINVAL : 0;
+}
+
+static void q_int(struct cp_sqlq *q, int64_t v)
+{
+        if (q->n_params == q->cap_params) {
+                size_t cap = q->cap_params ? q->cap_params * 2 : 8;
+                struct cp_sqlparam *p = realloc(q->params, cap * sizeof(*p));
+                if (!p) {
+                        q->sql.oom = true;
+                        return;
+                }
+                q->params = p;
+                q->cap_params = cap;
+        }
+        q->params[q->n_params++] = (struct cp_sqlparam){.type = CP_SP_INT, .i = v};
+        cp_buf_puts(&q->sql, "?");
+}
+
+static void q_text(struct cp_sqlq *q, const char *v)
+{
+        char *dup = strdup(v);
+
+        if (!dup || q->n_params == q->cap_params) {
+                size_t cap = q->cap_params ? q->cap_params * 2 : 8;
+                struct cp_sqlparam *p = dup ? realloc(q->params, cap * sizeof(*p)) : NULL;
+                if (!p) {
+                        free(dup);
+                        q->sql.oom = true;
+                        return;
+                }
+                q->params = p;
+                q->cap_params = cap;
+        }
+        q->params[q->n_params++] = (struct cp_sqlparam){.type = CP_SP_TEXT, .text = dup};
+        cp_buf_puts(&q->sql, "?");
+}
+
+static enum MHD_Result start_sql(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req,
+                                 struct cp_sqlq *q, json_t *wrap, const char *key, int64_t page_limit,
+                                 const char *cursor_col)
+{
+        struct cp_xjob *j;
+
+        if (q->sql.oom || !wrap) {
+                cp_sqlq_done(q);
+                json_decref(wrap);
+                return MHD_NO;
+        }
+        if (d->n_xjobs >= MAX_JOBS) {
+                cp_sqlq_done(q);
+                json_decref(wrap);
+                return ods_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "Unavailable", "too many queries running, retry");
+        }
+        if (!(j = calloc(1, sizeof(*j)))) {
+                cp_sqlq_done(q);
+                json_decref(wrap);
+                return MHD_NO;
+        }
+        j->fd = -1;
+        j->d = d;
+        j->conn = conn;
+        j->req = req;
+        j->kind = J_SQL;
+        j->sql = *q;
+        j->wrap = wrap;
+        j->wrap_key = key;
+        j->page_limit = page_limit;
+        j->cursor_col = cursor_col;
+        j->tz = d->tz;
+        snprintf(j->db_path, sizeof(j->db_path), "%s/citypulse.db", d->cfg->data_dir);
+        j->next = d->xjobs;
+        d->xjobs = j;
+        d->n_xjobs++;
+        if (uv_queue_work(&d->loop, &j->work, job_work, job_after) < 0) {
+                job_free(j);
+                return ods_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "Unavailable", "cannot queue the query");
+        }
+        req->ctx = j;
+        req->ctx_free = job_req_gone;
+        MHD_suspend_connection(conn);
+        return MHD_YES;
+}
+
+/* GET /api/v1/series?dataset=&id=[&kind=][&from=][&to=][&updated_since=][&limit=][&cursor=]: one entity's
+ * bucket rows in time order, keyset-paged (cursor = the last bucket_start in ms). */
+enum MHD_Result cp_series_handle(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req)
+{
+        const char *dsn = arg(conn, "dataset"), *id = arg(conn, "id"), *kind = arg(conn, "kind");
+        int64_t from = INT64_MIN, to = INT64_MAX, since = INT64_MIN, limit = PAGE_DEF, cursor = INT64_MIN;
+        const struct cp_dataset *ds;
+        struct cp_sqlq q;
+
+        if (req->ctx)
+                return answer(d, conn, req, req->ctx);
+        if (!dsn || !(ds = cp_dataset_find(dsn)) || !cp_dataset_is_bucket(ds))
+                return bad(conn, req, "dataset must name a bucket dataset (parking-occupancy-* or energy-*)");
+        if (!id || !*id)
+                return bad(conn, req, "id is required: a parking_id, meter id or district");
+        if (kind && ds->kind != CP_DS_ENERGY)
+                return bad(conn, req, "kind applies to energy datasets only");
+        if (parse_time_arg(d, arg(conn, "from"), &from) < 0 || parse_time_arg(d, arg(conn, "to"), &to) < 0 ||
+            parse_time_arg(d, arg(conn, "updated_since"), &since) < 0)
+                return bad(conn, req, "from, to and updated_since are ISO 8601 times, e.g. 2026-03-01T00:00:00+01:00");
+        if (parse_int_arg(arg(conn, "limit"), 1, PAGE_MAX, &limit) < 0 ||
+            parse_int_arg(arg(conn, "cursor"), INT64_MIN + 1, INT64_MAX, &cursor) < 0)
+                return bad(conn, req, "limit is 1..10000; cursor is the next_cursor of the previous page");
+        cp_sqlq_init(&q);
+        cp_buf_puts(&q.sql, "SELECT ");
+        for (size_t i = 0; i < ds->n_fields; i++) {
+                const struct cp_ods_field *f = &ds->fields[i];
+                if (f->type == CP_ODS_GEO_POINT)
+                        cp_buf_printf(&q.sql, "%s%s, %s", i ? ", " : "", f->col, f->col2);
+                else
+                        cp_buf_printf(&q.sql, "%s%s", i ? ", " : "", f->col);
+        }
+        cp_buf_printf(&q.sql, " FROM %s WHERE %s = ", ds->table, ds->kind == CP_DS_ENERGY ? "id" : "parking_id");
+        q_text(&q, id);
+        if (kind) {
+                cp_buf_puts(&q.sql, " AND kind = ");
+                q_text(&q, kind);
+        }
+        cp_buf_puts(&q.sql, " AND bucket_start_ms >= ");
+        q_int(&q, CP_MAX(from, cursor == INT64_MIN ? INT64_MIN : cursor + 1));
+        cp_buf_puts(&q.sql, " AND bucket_start_ms < ");
+        q_int(&q, to);
+        if (since != INT64_MIN) {
+                cp_buf_puts(&q.sql, " AND updated_at_ms >= ");
+                q_int(&q, since);
+        }
+        cp_buf_puts(&q.sql, ds->kind == CP_DS_ENERGY ? " ORDER BY bucket_start_ms, kind LIMIT " : " ORDER BY bucket_start_ms LIMIT ");
+        q_int(&q, limit);
+        return start_sql(d, conn, req, &q, json_pack("{s:s, s:s}", "dataset", ds->id, "id", id), "data", limit,
+                         "bucket_start_ms");
+}
+
+/* GET /api/v1/sensors/{id}/readings?[quantity=][&from=][&to=][&limit=][&cursor=]: stored readings in
+ * observation-time order. Without from, the last 24 hours (the readings table is keyed by time). The
+ * cursor is "<ts_ms>:<quantity>" of the last row. */
+enum MHD_Result cp_readings_handle(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req,
+                                   const char *id)
+{
+        const char *qn = arg(conn, "quantity"), *cur = arg(conn, "cursor");
+        int64_t to = INT64_MAX, limit = PAGE_DEF, now = cp_now_ms(), from = now - 86400000LL, cts = 0;
+        enum cp_quantity quantity;
+        char cq[64] = "";
+        struct cp_sqlq q;
+        json_t *wrap;
+
+        if (req->ctx) {
+                struct cp_xjob *j = req->ctx;
+                /* The cursor names the last row's time and quantity. */
+                if (j->status == MHD_HTTP_OK && j->rows && (int64_t)json_array_size(j->rows) == j->page_limit) {
+                        json_t *last = json_array_get(j->rows, json_array_size(j->rows) - 1);
+                        char buf[96];
+                        snprintf(buf, sizeof(buf), "%" PRId64 ":%s", j->last_cursor,
+                                 json_string_value(json_object_get(last, "quantity")));
+                        json_object_set_new(j->wrap, "next_cursor", json_string(buf));
+                        j->page_limit = 0;
+                } else if (j->status == MHD_HTTP_OK) {
+                        json_object_set_new(j->wrap, "next_cursor", json_null());
+                        j->page_limit = 0;
+                }
+                return answer(d, conn, req, j);
+        }
+        if (qn && cp_quantity_parse(qn, &quantity) < 0)
+                return bad(conn, req, "unknown quantity (see CONTRACT section 3 for the names)");
+        if (parse_time_arg(d, arg(conn, "from"), &from) < 0 || parse_time_arg(d, arg(conn, "to"), &to) < 0)
+                return bad(conn, req, "from and to are ISO 8601 times, e.g. 2026-03-01T00:00:00+01:00");
+        if (parse_int_arg(arg(conn, "limit"), 1, PAGE_MAX, &limit) < 0)
+                return bad(conn, req, "limit is 1..10000");
+        if (cur && (sscanf(cur, "%" SCNd64 ":%63[a-z0-9_]", &cts, cq) != 2 || cp_quantity_parse(cq, &quantity) < 0))
+                return bad(conn, req, "cursor is the next_cursor of the previous page");
+        if (!cp_live_get(&d->live, id, strlen(id)) && !cp_registry_facility(d->reg, id)) {
+                /* Not tracked live (e.g. past the unregistered cap): still answered from the store. */
+        }
+        cp_sqlq_init(&q);
+        cp_buf_puts(&q.sql, "SELECT quantity, value, ts_ms AS observed_at_ms, received_ms AS received_at_ms"
+                            " FROM readings WHERE ts_ms >= ");
+        q_int(&q, from);
+        cp_buf_puts(&q.sql, " AND ts_ms < ");
+        q_int(&q, to);
+        cp_buf_puts(&q.sql, " AND sensor_id = ");
+        q_text(&q, id);
+        if (qn) {
+                cp_buf_puts(&q.sql, " AND quantity = ");
+                q_text(&q, qn);
+        }
+        if (cur) {
+                cp_buf_puts(&q.sql, " AND (ts_ms > ");
+                q_int(&q, cts);
+                cp_buf_puts(&q.sql, " OR (ts_ms = ");
+                q_int(&q, cts);
+                cp_buf_puts(&q.sql, " AND quantity > ");
+                q_text(&q, cq);
+                cp_buf_puts(&q.sql, "))");
+        }
+        cp_buf_puts(&q.sql, " ORDER BY ts_ms, quantity LIMIT ");
+        q_int(&q, limit);
+        wrap = json_pack("{s:s}", "sensor_id", id);
+        return start_sql(d, conn, req, &q, wrap, "readings", limit, "observed_at_ms");
+}
+
+/* Constant-time comparison of the bearer token. */
+static bool token_ok(const struct cp_daemon *d, struct MHD_Connection *conn)
+{
+        const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        size_t tl, hl;
+        unsigned char diff = 0;
+
+        if (!h || strncmp(h, "Bearer ", 7) != 0 || !d->admin_token)
+                return false;
+        h += 7;
+        tl = strlen(d->admin_token);
+        hl = strlen(h);
+        for (size_t i = 0; i < tl; i++)
+                diff |= (unsigned char)(d->admin_token[i] ^ (i < hl ? h[i] : 0));
+        return diff == 0 && hl == tl;
+}
+
+/* Admin routes: 403 while http.admin_token_file is unset (they are off), 401 without the right token. */
+enum MHD_Result cp_admin_check(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req, bool *ok)
+{
+        struct MHD_Response *r;
+        enum MHD_Result ret;
+        const char *body = "{\"error\":\"unauthorized\",\"message\":\"this endpoint needs Authorization: Bearer <token>\"}";
+
+        *ok = false;
+        if (!d->admin_token)
+                return cp_http_error(conn, req, MHD_HTTP_FORBIDDEN, "forbidden",
+                                     "admin endpoints are off: set http.admin_token_file");
+        if (token_ok(d, conn)) {
+                *ok = true;
+                return MHD_YES;
+        }
+        r = MHD_create_response_from_buffer(strlen(body), (void *)(uintptr_t)body, MHD_RESPMEM_PERSISTENT);
+        if (!r)
+                return MHD_NO;
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"citypulse\"");
+        ret = cp_http_queue(conn, req, MHD_HTTP_UNAUTHORIZED, r);
+        MHD_destroy_response(r);
+        return ret;
+}
+
+/* GET /api/v1/rejects?[driver=][&limit=][&cursor=] (admin): newest first. The payload is given as text
+ * when it is UTF-8 (else null, with its size in payload_bytes). */
+enum MHD_Result cp_rejects_handle(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req)
+{
+        const char *drv = arg(conn, "driver");
+        int64_t limit = 100, cursor = INT64_MAX;
+        struct cp_sqlq q;
+        enum MHD_Result ret;
+        bool ok;
+
+        if (req->ctx)
+                return answer(d, conn, req, req->ctx);
+        ret = cp_admin_check(d, conn, req, &ok);
+        if (!ok)
+                return ret;
+        if (parse_int_arg(arg(conn, "limit"), 1, PAGE_MAX, &limit) < 0 ||
+            parse_int_arg(arg(conn, "cursor"), 1, INT64_MAX, &cursor) < 0)
+                return bad(conn, req, "limit is 1..10000; cursor is the next_cursor of the previous page");
+        cp_sqlq_init(&q);
+        cp_buf_puts(&q.sql, "SELECT rowid AS id, received_ms AS received_at_ms, topic, driver, reason, detail,"
+                            " CASE WHEN payload IS NULL THEN NULL ELSE CAST(payload AS TEXT) END AS payload,"
+                            " length(payload) AS payload_bytes FROM rejects WHERE rowid < ");
+        q_int(&q, cursor);
+        if (drv) {
+                cp_buf_puts(&q.sql, " AND driver = ");
+                q_text(&q, drv);
+        }
+        cp_buf_puts(&q.sql, " ORDER BY rowid DESC LIMIT ");
+        q_int(&q, limit);
+        return start_sql(d, conn, req, &q, json_pack("{}"), "rejects", limit, "id");
 }

@@ -736,7 +736,7 @@ static void metric_head(struct buf *b, const char *name, const char *type, const
 static const char *const route_names[_CP_RT_MAX] = {
         [CP_RT_PARKINGS] = "parkings", [CP_RT_PARKING] = "parking", [CP_RT_SPOTS] = "spots",
         [CP_RT_SENSOR] = "sensor",     [CP_RT_HEALTHZ] = "healthz", [CP_RT_READYZ] = "readyz",
-        [CP_RT_METRICS] = "metrics",   [CP_RT_ENERGY] = "energy", [CP_RT_STREAM] = "stream", [CP_RT_GRAPH] = "graph", [CP_RT_DASHBOARD] = "dashboard", [CP_RT_EXPLORE] = "explore", [CP_RT_EXPORT] = "export", [CP_RT_NGSILD] = "ngsild",   [CP_RT_OTHER] = "other",
+        [CP_RT_METRICS] = "metrics",   [CP_RT_ENERGY] = "energy", [CP_RT_STREAM] = "stream", [CP_RT_GRAPH] = "graph", [CP_RT_DASHBOARD] = "dashboard", [CP_RT_EXPLORE] = "explore", [CP_RT_EXPORT] = "export", [CP_RT_NGSILD] = "ngsild", [CP_RT_HISTORY] = "history", [CP_RT_ADMIN] = "admin",   [CP_RT_OTHER] = "other",
 };
 
 static enum MHD_Result get_metrics(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req)
@@ -944,6 +944,18 @@ enum MHD_Result cp_api_handle(struct cp_http *h, struct MHD_Connection *conn, st
                 if (seg_is(&p, 2, "sensors") && p.n == 4) {
                         req->route = CP_RT_SENSOR;
                         return get_sensor(d, conn, req, p.seg[3]);
+                }
+                if (seg_is(&p, 2, "sensors") && p.n == 5 && seg_is(&p, 4, "readings")) {
+                        req->route = CP_RT_HISTORY;
+                        return cp_readings_handle(d, conn, req, p.seg[3]);
+                }
+                if (seg_is(&p, 2, "series") && p.n == 3) {
+                        req->route = CP_RT_HISTORY;
+                        return cp_series_handle(d, conn, req);
+                }
+                if (seg_is(&p, 2, "rejects") && p.n == 3) {
+                        req->route = CP_RT_ADMIN;
+                        return cp_rejects_handle(d, conn, req);
                 }
         } else if (p.n == 1 && p.seg[0][0] == '\0') {
                 req->route = CP_RT_DASHBOARD;

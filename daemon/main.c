@@ -265,6 +265,44 @@ static void drain_bucket_msgs(struct cp_daemon *d)
         }
 }
 
+/* Reads http.admin_token_file (whitespace trimmed). Returns 0 with *ret (NULL when the key is unset), or a
+ * negative errno with the admin endpoints left as they were. The token is never logged. */
+static int read_admin_token(const struct cp_config *c, char **ret)
+{
+        char buf[4097];
+        size_t n;
+        FILE *f;
+
+        *ret = NULL;
+        if (!c->http_admin_token_file)
+                return 0;
+        if (!(f = fopen(c->http_admin_token_file, "re")))
+                return -errno;
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+                buf[--n] = '\0';
+        if (n < 16 || strpbrk(buf, " \t\r\n"))
+                return -EINVAL;
+        return (*ret = strdup(buf)) ? 0 : -ENOMEM;
+}
+
+static void load_admin_token(struct cp_daemon *d)
+{
+        char *tok;
+        int r = read_admin_token(d->cfg, &tok);
+
+        if (r < 0) {
+                cp_log(CP_LOG_ERR, "http", "cannot use http.admin_token_file, admin endpoints keep their state path=%s err=%s%s",
+                       d->cfg->http_admin_token_file, cp_err_name(-r),
+                       r == -EINVAL ? " reason='the token must be one word of at least 16 characters'" : "");
+                return;
+        }
+        free(d->admin_token);
+        d->admin_token = tok;
+}
+
 static void on_store_progress(struct cp_storeq *q)
 {
         drain_bucket_msgs(cp_container_of(q, struct cp_daemon, storeq));
@@ -376,6 +414,7 @@ static void reload(struct cp_daemon *d)
         cp_ingest_configure(&d->ingest, d->cfg);
         cp_mqtt_in_set_routes(&d->mqtt, d->cfg);
         cp_log_threshold = (int)d->cfg->log_level;
+        load_admin_token(d);
         d->reg_gen++;
         d->reloads++;
         cp_log(CP_LOG_NOTICE, "main", "reloaded facilities=%zu sensors=%zu routes=%zu", d->reg->n_facilities,
@@ -664,6 +703,7 @@ static int run(struct cp_daemon *d, struct bundle *b)
                 cp_log(CP_LOG_ERR, "mqtt", "cannot start: %s", err);
                 goto fail_stop;
         }
+        load_admin_token(d);
         if ((r = cp_republish_start(&d->republish, d)) < 0) {
                 cp_log(CP_LOG_ERR, "mqtt", "cannot start the open-data republisher err=%s", uv_err_name(r));
                 goto fail_stop;
@@ -814,6 +854,7 @@ int main(int argc, char **argv)
                 }
                 uv_mutex_destroy(&d->bucket_mu);
         }
+        free(d->admin_token);
         free(d);
         mosquitto_lib_cleanup();
         return rc;

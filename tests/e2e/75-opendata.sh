@@ -16,7 +16,9 @@ spot-a;spot;S;A;
 spot-b;spot;S;B;
 m1;meter;;;D
 CSV
-write_config "route v3/+/devices/+/up ttn_v3" "route senml/+ senml" \
+TOKEN=adm1n-t0ken-$$-$RANDOM-secret
+echo "$TOKEN" >"$T/token"
+write_config "route v3/+/devices/+/up ttn_v3" "route senml/+ senml" "http.admin_token_file $T/token" \
         "registry.facilities $T/facilities.csv" "registry.sensors $T/sensors.csv" "live.stale_after 1h"
 start_daemon
 wait_ready
@@ -39,6 +41,7 @@ for i in 0 1 2 3 4 5; do
 done
 # The live readings (now) for the live datasets.
 ttn spot-b true "$(date +%s)"
+ttn spot-a false "$(date +%s)"
 q15="SELECT count(*) FROM parking_occupancy_15min WHERE parking_id='S' AND bucket_start_ms=$BMS"
 wait_for 15 bash -c "[ \"\$(sqlite3 $T/data/citypulse.db \"$q15\")\" = 1 ]" || fail "no bucket row"
 wait_for 10 bash -c "[ \"\$(sqlite3 $T/data/citypulse.db \"SELECT count(*) FROM energy_15min WHERE id='m1'\")\" -ge 2 ]" ||
@@ -185,6 +188,55 @@ case "$getag" in *-gz\") ;; *) fail "gzip ETag: $getag" ;; esac
 curl -s -D "$T/ph" -o /dev/null "$X"
 grep -qi '^content-encoding' "$T/ph" && fail "gzip without Accept-Encoding"
 
+# History: one entity's buckets (keyset pages), a sensor's readings (pages), rejects (admin token).
+H="http://127.0.0.1:$HTTP_PORT/api/v1"
+get "$H/series" --data-urlencode dataset=energy-15min --data-urlencode id=m1 --data-urlencode limit=1 >"$T/p1"
+python3 - "$T/p1" <<'PY' || fail "series page: $(cat "$T/p1")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["dataset"] == "energy-15min" and d["id"] == "m1" and len(d["data"]) == 1 and d["next_cursor"], d
+r = d["data"][0]
+assert r["kind"] == "meter" and r["bucket_start"][-6] in "+-" and "energy_import_kwh" in r, r  # city time with offset
+PY
+cur=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["next_cursor"])' "$T/p1")
+get "$H/series" --data-urlencode dataset=energy-15min --data-urlencode id=m1 --data-urlencode "cursor=$cur" >"$T/p2"
+python3 - "$T/p1" "$T/p2" "$(sql "SELECT count(*) FROM energy_15min WHERE id='m1'")" <<'PY' || fail "series pages"
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+rows = a["data"] + b["data"]
+assert len(rows) == int(sys.argv[3]) and b["next_cursor"] is None, (len(rows), sys.argv[3], b)
+assert len({r["bucket_start"] for r in rows}) == len(rows)
+PY
+[ "$(code "$H/series" --data-urlencode dataset=parking-availability --data-urlencode id=S)" = 400 ] || fail "series of a live dataset"
+[ "$(code "$H/series" --data-urlencode dataset=energy-15min)" = 400 ] || fail "series without id"
+[ "$(code "$H/series" --data-urlencode dataset=energy-15min --data-urlencode id=m1 --data-urlencode from=yesterday)" = 400 ] ||
+        fail "series with a bad time"
+n=0
+cur=""
+while :; do
+        get "$H/sensors/m1/readings" --data-urlencode limit=4 ${cur:+--data-urlencode "cursor=$cur"} \
+                --data-urlencode "from=$(iso $((B - 60)))" >"$T/r"
+        n=$((n + $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["readings"]))' "$T/r")))
+        cur=$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["next_cursor"]; print(c or "")' "$T/r")
+        [ -n "$cur" ] || break
+done
+[ "$n" = "$(sql "SELECT count(*) FROM readings WHERE sensor_id='m1'")" ] || fail "readings paged: $n"
+[ "$(code "$H/sensors/m1/readings" --data-urlencode quantity=bananas)" = 400 ] || fail "unknown quantity"
+pub -t senml/m1 -m 'not json at all'
+wait_for 10 bash -c "[ \"\$(sqlite3 $T/data/citypulse.db 'SELECT count(*) FROM rejects')\" -ge 1 ]" || fail "no reject stored"
+[ "$(curl -s -o "$T/body" -D "$T/ah" -w '%{http_code}' "$H/rejects")" = 401 ] || fail "rejects without a token"
+grep -qi '^www-authenticate: Bearer' "$T/ah" || fail "no WWW-Authenticate"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer nope-nope-nope-nope" "$H/rejects")" = 401 ] ||
+        fail "rejects with a wrong token"
+curl -s -H "Authorization: Bearer $TOKEN" "$H/rejects?driver=senml" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+r = d["rejects"][0]
+assert r["driver"] == "senml" and r["topic"] == "senml/m1" and r["payload"] == "not json at all" and r["reason"], r
+' || fail "rejects: $(curl -s -H "Authorization: Bearer $TOKEN" "$H/rejects")"
+curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | grep -q -- "$TOKEN" && fail "token in /metrics"
+grep -q -- "$TOKEN" "$T/daemon.log" && fail "token in the log"
+
 # NGSI-LD: normalized with the context in a Link header, or in the body for application/ld+json.
 N="http://127.0.0.1:$HTTP_PORT/ngsi-ld/v1/entities"
 curl -s -D "$T/nh" -o "$T/body" "$N?type=OffStreetParking"
@@ -212,7 +264,7 @@ curl -s "$N?type=ParkingSpot&options=keyValues" | python3 -c '
 import json, sys
 es = json.load(sys.stdin)
 st = sorted((e["id"], e["status"]) for e in es)
-assert st == [("urn:ngsi-ld:ParkingSpot:spot-a", "unknown"), ("urn:ngsi-ld:ParkingSpot:spot-b", "occupied")], st  # a: silent for an hour
+assert st == [("urn:ngsi-ld:ParkingSpot:spot-a", "free"), ("urn:ngsi-ld:ParkingSpot:spot-b", "occupied")], st
 ' || fail "NGSI-LD spots"
 curl -s "$N?type=ACMeasurement" | python3 -c '
 import json, sys
