@@ -246,8 +246,9 @@ static const char *kind_name(uint8_t kind)
 struct sigstate {
         int64_t ts; /* carry: the newest stored reading before W */
         double v;
-        bool has;
-        uint32_t first, n; /* this computation's points in b->pts */
+        int64_t first; /* the oldest reading the engine has seen (a counter has no predecessor before it) */
+        bool has, has_first;
+        uint32_t first_pt, n; /* this computation's points in b->pts */
 };
 
 struct wpt {
@@ -361,8 +362,12 @@ static int prepare_all(struct cp_bucket *b, char *err, size_t el)
                       "SELECT ts_ms, value FROM readings WHERE ts_ms < ?1 AND ts_ms >= ?2 AND sensor_id = ?3 AND"
                       " quantity = ?4 ORDER BY ts_ms DESC LIMIT 1")) < 0 ||
             (r = prep(b, &b->carry_up, err, el,
-                      "INSERT INTO agg_carry VALUES(?1,?2,?3,?4) ON CONFLICT(sensor_id, quantity) DO UPDATE SET"
-                      " ts_ms = excluded.ts_ms, value = excluded.value WHERE excluded.ts_ms > agg_carry.ts_ms")) < 0 ||
+                      "INSERT INTO agg_carry(sensor_id, quantity, ts_ms, value, first_ts_ms) VALUES(?1,?2,?3,?4,?5)"
+                      " ON CONFLICT(sensor_id, quantity) DO UPDATE SET"
+                      " value = CASE WHEN excluded.ts_ms > agg_carry.ts_ms THEN excluded.value ELSE agg_carry.value END,"
+                      " ts_ms = max(agg_carry.ts_ms, excluded.ts_ms),"
+                      " first_ts_ms = min(coalesce(agg_carry.first_ts_ms, excluded.first_ts_ms), excluded.first_ts_ms)")) <
+                    0 ||
             (r = prep(b, &b->state_set, err, el,
                       "INSERT INTO agg_state VALUES(?1,?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")) <
                     0 ||
@@ -485,7 +490,8 @@ static int load_topo(struct cp_bucket *b, struct cp_topo *t, char *err, size_t e
                 snprintf(err, errlen, "out of memory");
                 return -ENOMEM;
         }
-        rc = sqlite3_prepare_v2(b->db, "SELECT sensor_id, quantity, ts_ms, value FROM agg_carry", -1, &st, NULL);
+        rc = sqlite3_prepare_v2(b->db, "SELECT sensor_id, quantity, ts_ms, value, first_ts_ms FROM agg_carry", -1, &st,
+                                NULL);
         while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
                 const char *id = (const char *)sqlite3_column_text(st, 0);
                 const char *qn = (const char *)sqlite3_column_text(st, 1);
@@ -497,7 +503,11 @@ static int load_topo(struct cp_bucket *b, struct cp_topo *t, char *err, size_t e
                     (slot = slot_of(t->s[si].kind, q)) < 0)
                         continue;
                 sig[t->s[si].sig + (uint32_t)slot] = (struct sigstate){
-                        .ts = sqlite3_column_int64(st, 2), .v = sqlite3_column_double(st, 3), .has = true};
+                        .ts = sqlite3_column_int64(st, 2),
+                        .v = sqlite3_column_double(st, 3),
+                        .has = true,
+                        .first = sqlite3_column_int64(st, 4),
+                        .has_first = sqlite3_column_type(st, 4) != SQLITE_NULL};
         }
         sqlite3_finalize(st);
         if (rc != SQLITE_DONE) {
@@ -617,12 +627,16 @@ static int mark_sensor(struct cp_bucket *b, const struct t_sensor *s, int64_t t0
         return r;
 }
 
-static int carry_store(struct cp_bucket *b, const struct t_sensor *s, int slot, int64_t ts, double v)
+static int carry_store(struct cp_bucket *b, const struct t_sensor *s, int slot, const struct sigstate *sg)
 {
         sqlite3_bind_text(b->carry_up, 1, s->id, -1, SQLITE_STATIC);
         sqlite3_bind_text(b->carry_up, 2, slot_quantity(s->kind, slot), -1, SQLITE_STATIC);
-        sqlite3_bind_int64(b->carry_up, 3, ts);
-        sqlite3_bind_double(b->carry_up, 4, v);
+        sqlite3_bind_int64(b->carry_up, 3, sg->ts);
+        sqlite3_bind_double(b->carry_up, 4, sg->v);
+        if (sg->has_first)
+                sqlite3_bind_int64(b->carry_up, 5, sg->first);
+        else
+                sqlite3_bind_null(b->carry_up, 5);
         return run(b->carry_up);
 }
 
@@ -650,8 +664,10 @@ int cp_bucket_note(struct cp_bucket *b, const struct cp_reading *rd, int64_t now
         for (int64_t t0 = floor_ms(rd->ts_ms, MIN_MS); t0 <= last; t0 += MIN_MS)
                 if ((r = mark_sensor(b, s, t0)) < 0)
                         return r;
-        if (slot_is_counter(s->kind, slot)) {
-                /* The increase its successor counts changes too. */
+        sg = &b->sig[s->sig + (uint32_t)slot];
+        if (slot_is_counter(s->kind, slot) && sg->has && sg->ts > rd->ts_ms) {
+                /* The increase its successor counts changes too. The carry is the newest reading before W:
+                 * when it is older than this one, nothing lies between, and the scan is skipped. */
                 sqlite3_bind_int64(b->next_rd, 1, rd->ts_ms);
                 sqlite3_bind_int64(b->next_rd, 2, b->w);
                 sqlite3_bind_text(b->next_rd, 3, s->id, -1, SQLITE_STATIC);
@@ -668,12 +684,21 @@ int cp_bucket_note(struct cp_bucket *b, const struct cp_reading *rd, int64_t now
                                 return map_rc(r);
                 }
         }
-        sg = &b->sig[s->sig + (uint32_t)slot];
-        if (!sg->has || rd->ts_ms > sg->ts) {
-                sg->has = true;
-                sg->ts = rd->ts_ms;
-                sg->v = rd->value;
-                if ((r = carry_store(b, s, slot, rd->ts_ms, rd->value)) < 0)
+        {
+                bool changed = false;
+
+                if (!sg->has || rd->ts_ms > sg->ts) {
+                        sg->has = true;
+                        sg->ts = rd->ts_ms;
+                        sg->v = rd->value;
+                        changed = true;
+                }
+                if (!sg->has_first || rd->ts_ms < sg->first) {
+                        sg->has_first = true;
+                        sg->first = rd->ts_ms;
+                        changed = true;
+                }
+                if (changed && (r = carry_store(b, s, slot, sg)) < 0)
                         return r;
         }
         return 0;
@@ -741,7 +766,7 @@ static int collect(struct cp_bucket *b, int64_t lo, int64_t hi)
         for (size_t i = 0; i < b->n_pts; i++) {
                 struct sigstate *sg = &b->sig[b->pts[i].sig];
                 if (sg->n == 0)
-                        sg->first = (uint32_t)i;
+                        sg->first_pt = (uint32_t)i;
                 sg->n++;
         }
         return 0;
@@ -792,8 +817,10 @@ static int pre_point(struct cp_bucket *b, const struct t_sensor *s, int slot, in
         }
         if (!slot_is_counter(s->kind, slot))
                 return 0; /* the scan reaches back stale_after: nothing older can reach t0 */
-        if (sg->n && b->pts[sg->first].ts < t0)
+        if (sg->n && b->pts[sg->first_pt].ts < t0)
                 return 0; /* the scan has one */
+        if (sg->has_first && sg->first >= t0)
+                return 0; /* nothing stored before its oldest reading: no scan */
         if (sg->has && sg->ts < t0) {
                 /* The carry is the newest before W, and it is before t0: nothing lies between. */
                 *ret = (struct cp_agg_point){sg->ts, sg->v};
@@ -827,7 +854,7 @@ static int fill(struct cp_bucket *b, const struct t_sensor *s, int slot, int64_t
         if (r == 1)
                 dst[(*n)++] = pre;
         for (uint32_t i = 0; i < sg->n; i++) {
-                const struct wpt *p = &b->pts[sg->first + i];
+                const struct wpt *p = &b->pts[sg->first_pt + i];
                 dst[(*n)++] = (struct cp_agg_point){p->ts, p->v};
         }
         return 0;
@@ -1257,8 +1284,12 @@ static int compute_window(struct cp_bucket *b, int64_t t0)
                         sg->has = true;
                         sg->ts = p->ts;
                         sg->v = p->v;
+                        if (!sg->has_first) {
+                                sg->has_first = true;
+                                sg->first = b->pts[sg->first_pt].ts;
+                        }
                         owner = &t->s[t->sig_owner[p->sig]];
-                        r = carry_store(b, owner, (int)(p->sig - owner->sig), p->ts, p->v);
+                        r = carry_store(b, owner, (int)(p->sig - owner->sig), sg);
                 }
         }
         uncollect(b);

@@ -75,6 +75,8 @@ static const char *const migrations[] = {
         OCC_TABLE("parking_occupancy_1min") OCC_TABLE("parking_occupancy_15min")
         OCC_TABLE("parking_occupancy_hourly") OCC_TABLE("parking_occupancy_daily")
         EN_TABLE("energy_1min") EN_TABLE("energy_15min") EN_TABLE("energy_hourly") EN_TABLE("energy_daily"),
+        /* 3: a signal's oldest reading, so a counter's missing predecessor needs no scan */
+        "ALTER TABLE agg_carry ADD COLUMN first_ts_ms INTEGER;",
 };
 
 int cp_sqlite_errno(int rc)
