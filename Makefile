@@ -16,7 +16,7 @@ SANITIZE ?=
 VERSION  := 0.1.0
 
 CC       ?= cc
-PKGS     := libuv libmosquitto jansson sqlite3 libmicrohttpd zlib librrd
+PKGS     := libuv libmosquitto jansson sqlite3 libmicrohttpd zlib librrd libcurl
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wundef \
             -Wpointer-arith -Wcast-qual -Wwrite-strings -Wvla -Wimplicit-fallthrough -fno-common
 ifeq ($(WERROR),1)
@@ -94,11 +94,12 @@ $(GOLDEN_BIN): tests/drivers/golden.c $(BUILD)/libcitypulse.a
 
 tests: $(UNIT_BIN) $(GOLDEN_BIN) $(BUILD)/citypulsed $(BUILD)/citypulse-sim fuzzers
 
-# libFuzzer harnesses (clang): every driver, the config parser.
+# libFuzzer harnesses (clang): every driver, the config parser, the ODSQL planner.
 FUZZ_CC     := clang
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                -Iinclude -Idaemon -Idrivers $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-FUZZ_BIN    := $(BUILD)/fuzz/fuzz_decode $(BUILD)/fuzz/fuzz_config
+FUZZ_BIN    := $(BUILD)/fuzz/fuzz_decode $(BUILD)/fuzz/fuzz_config $(BUILD)/fuzz/fuzz_odsql \
+               $(BUILD)/fuzz/fuzz_http_query
 fuzzers: $(FUZZ_BIN)
 $(BUILD)/fuzz/fuzz_decode: tests/fuzz/fuzz_decode.c $(DRIVER_SRC) drivers/drivers.def $(wildcard include/citypulse/*.h)
 	@mkdir -p $(dir $@)
@@ -106,6 +107,14 @@ $(BUILD)/fuzz/fuzz_decode: tests/fuzz/fuzz_decode.c $(DRIVER_SRC) drivers/driver
 $(BUILD)/fuzz/fuzz_config: tests/fuzz/fuzz_config.c daemon/config.c daemon/route.c daemon/log.c daemon/netaddr.c $(DRIVER_SRC)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ -ljansson -lmosquitto -lm
+$(BUILD)/fuzz/fuzz_odsql: tests/fuzz/fuzz_odsql.c daemon/odsql.c daemon/dataset.c daemon/buf.c drivers/drv_util.c drivers/tz.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ -lsqlite3 -ljansson -lm
+# The query string: http.c (percent-decoding) links libmicrohttpd and libuv, only the decoder is called.
+$(BUILD)/fuzz/fuzz_http_query: tests/fuzz/fuzz_http_query.c daemon/http.c daemon/log.c daemon/netaddr.c daemon/odsql.c \
+		daemon/dataset.c daemon/buf.c drivers/drv_util.c drivers/tz.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ -lsqlite3 -ljansson -lmicrohttpd -luv -lm
 
 # Benchmarks: optimised build (no sanitizers); figures go to the README.
 build/bench/bench_drivers: tests/bench/bench_drivers.c $(DRIVER_SRC) drivers/drivers.def
@@ -118,12 +127,16 @@ bench: deps
 	$(MAKE) --no-print-directory all build/bench/bench_drivers build/bench/nullsub
 	build/bench/bench_drivers tests/drivers 1
 	bash tests/bench/run.sh
+	bash tests/bench/rss.sh
+	bash tests/bench/coldstart.sh
 
 FUZZ_SECS ?= 300
 fuzz: deps
 	$(MAKE) --no-print-directory SANITIZE=address,undefined fuzzers
 	BUILD=build/san bash tests/fuzz/run.sh fuzz_decode $(FUZZ_SECS)
 	BUILD=build/san bash tests/fuzz/run.sh fuzz_config $(FUZZ_SECS)
+	BUILD=build/san bash tests/fuzz/run.sh fuzz_odsql $(FUZZ_SECS)
+	BUILD=build/san bash tests/fuzz/run.sh fuzz_http_query $(FUZZ_SECS)
 
 # Installs only what is missing (idempotent); `apt-get update` first when something is.
 define install_missing

@@ -15,6 +15,7 @@
 #include "journal.h"
 #include "live.h"
 #include "mqtt_in.h"
+#include "ods_push.h"
 #include "registry.h"
 #include "republish.h"
 #include "route.h"
@@ -91,6 +92,9 @@ struct cp_daemon {
         char publish_prefix[256]; /* a restart key: fixed for the run */
 
         struct cp_republish republish; /* retained live records over MQTT */
+        struct cp_push push;           /* the portal push, when ods_push.url is set */
+        bool push_running;
+        struct sqlite3 *store_db;      /* the store's connection: used only on the store thread after start */
         char *admin_token; /* from http.admin_token_file; NULL: admin endpoints off */
         struct cp_xjob *xjobs; /* Explore queries in flight (explore.c) */
         unsigned n_xjobs;

@@ -809,6 +809,30 @@ static enum MHD_Result get_metrics(struct cp_daemon *d, struct MHD_Connection *c
                 bprintf(&b, "citypulse_bucket_messages_total{result=\"dropped\"} %" PRIu64 "\n",
                         atomic_load(&d->bucket_msgs_dropped));
         }
+        {
+                const struct cp_push_stats *ps = &d->push.stats;
+                bool on = d->push_running;
+
+                metric_head(&b, "citypulse_ods_push_queue_rows", "gauge",
+                            "Batches waiting in the durable portal push queue (0 when ods_push.url is unset).");
+                bprintf(&b, "citypulse_ods_push_queue_rows %" PRId64 "\n", on ? ps->queue_rows : 0);
+                metric_head(&b, "citypulse_ods_push_queue_bytes", "gauge", "Bytes of those batches.");
+                bprintf(&b, "citypulse_ods_push_queue_bytes %" PRId64 "\n", on ? ps->queue_bytes : 0);
+                metric_head(&b, "citypulse_ods_push_pending_records", "gauge", "Records in memory, not queued yet.");
+                bprintf(&b, "citypulse_ods_push_pending_records %" PRId64 "\n", on ? ps->pending_records : 0);
+                metric_head(&b, "citypulse_ods_push_in_flight", "gauge", "Push requests in flight.");
+                bprintf(&b, "citypulse_ods_push_in_flight %" PRIu64 "\n", on ? ps->in_flight : 0);
+                metric_head(&b, "citypulse_ods_push_batches_total", "counter", "Push requests the portal accepted.");
+                bprintf(&b, "citypulse_ods_push_batches_total %" PRIu64 "\n", ps->batches_sent);
+                metric_head(&b, "citypulse_ods_push_records_total", "counter", "Records in the accepted requests.");
+                bprintf(&b, "citypulse_ods_push_records_total %" PRIu64 "\n", ps->records_sent);
+                metric_head(&b, "citypulse_ods_push_failures_total", "counter",
+                            "Failed push requests (non-2xx, another answer, network, timeout), retried.");
+                bprintf(&b, "citypulse_ods_push_failures_total %" PRIu64 "\n", ps->failures);
+                metric_head(&b, "citypulse_ods_push_dropped_records_total", "counter",
+                            "Records dropped by the queue bounds.");
+                bprintf(&b, "citypulse_ods_push_dropped_records_total %" PRIu64 "\n", ps->dropped_records);
+        }
         metric_head(&b, "citypulse_mqtt_connected", "gauge", "1 while connected to the broker.");
         bprintf(&b, "citypulse_mqtt_connected %d\n", d->mqtt.state == CP_MQTT_CONNECTED);
         metric_head(&b, "citypulse_mqtt_reconnects_total", "counter", "Successful reconnections after a loss.");

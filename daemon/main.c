@@ -207,6 +207,15 @@ static void topic_level(char *dst, size_t len, const char *id)
         dst[o] = '\0';
 }
 
+/* Store thread, inside the bucket transaction: the rows join the durable push queue atomically. */
+static int on_bucket_batch(void *ud, const struct cp_dataset *ds, json_t *records)
+{
+        struct cp_daemon *d = ud;
+        int r = cp_push_queue_insert_records(d->store_db, ds->id, records, cp_now_ms());
+
+        return r < 0 ? r : 0;
+}
+
 static void on_bucket_row(void *ud, const struct cp_bucket_event *ev)
 {
         struct cp_daemon *d = ud;
@@ -236,6 +245,8 @@ static void on_bucket_row(void *ud, const struct cp_bucket_event *ev)
         uv_mutex_unlock(&d->bucket_mu);
         atomic_fetch_add(&d->bucket_msgs_pending, 1);
         uv_async_send(&d->storeq.async);
+        if (d->push_running)
+                cp_push_notify(&d->push); /* after the commit: the rows are in push_queue */
 }
 
 /* Loop thread: publishes what the store thread produced (QoS 1, not retained: one message per closed or
@@ -303,6 +314,43 @@ static void load_admin_token(struct cp_daemon *d)
         d->admin_token = tok;
 }
 
+/* The portal push (ods_push.*): the key from its file, trimmed; never logged. */
+static int start_push(struct cp_daemon *d)
+{
+        struct cp_push_cfg pc;
+        char key[1024] = "", path[4200], err[512] = "";
+        FILE *f = NULL;
+        size_t n = 0;
+        int r;
+
+        if (d->cfg->ods_push_pushkey_file) {
+                if (!(f = fopen(d->cfg->ods_push_pushkey_file, "re"))) {
+                        r = -errno;
+                        cp_log(CP_LOG_ERR, "push", "cannot read ods_push.pushkey_file path=%s err=%s",
+                               d->cfg->ods_push_pushkey_file, cp_err_name(-r));
+                        return r;
+                }
+                n = fread(key, 1, sizeof(key) - 1, f);
+                fclose(f);
+                key[n] = '\0';
+                while (n && (key[n - 1] == '\n' || key[n - 1] == '\r' || key[n - 1] == ' '))
+                        key[--n] = '\0';
+        }
+        memset(&pc, 0, sizeof(pc));
+        snprintf(path, sizeof(path), "%s/citypulse.db", d->cfg->data_dir);
+        pc.url_template = d->cfg->ods_push_url;
+        pc.pushkey = n ? key : NULL;
+        pc.db_path = path;
+        r = cp_push_start(&d->push, &d->loop, &pc, err, sizeof(err));
+        memset(key, 0, sizeof(key));
+        if (r < 0) {
+                cp_log(CP_LOG_ERR, "push", "cannot start the portal push err=%s reason='%s'", cp_err_name(-r), err);
+                return r;
+        }
+        d->push_running = true;
+        return 0;
+}
+
 static void on_store_progress(struct cp_storeq *q)
 {
         drain_bucket_msgs(cp_container_of(q, struct cp_daemon, storeq));
@@ -313,6 +361,10 @@ static void on_store_stopped(struct cp_storeq *q)
         struct cp_daemon *d = cp_container_of(q, struct cp_daemon, storeq);
 
         drain_bucket_msgs(d);
+        if (d->push_running) {
+                d->push_running = false;
+                cp_push_stop(&d->push, NULL);
+        }
         cp_log(CP_LOG_NOTICE, "main", "store closed readings_stored=%" PRIu64 " segments=%" PRIu64,
                atomic_load(&q->readings_stored), atomic_load(&q->segments_done));
         close_if_active((uv_handle_t *)&d->rotate_timer);
@@ -561,6 +613,12 @@ static int open_store(struct cp_daemon *d, struct cp_store **ret, char ***ret_le
                 cp_log(CP_LOG_ERR, "store", "cannot open database path=%s err=%s reason='%s'", path, cp_err_name(r), err);
                 return r;
         }
+        if ((r = cp_push_queue_init(cp_store_db(st))) < 0) {
+                cp_log(CP_LOG_ERR, "store", "cannot create the push queue path=%s err=%s", path, cp_err_name(r));
+                cp_store_close(st);
+                return r;
+        }
+        d->store_db = cp_store_db(st);
         if ((r = cp_journal_list(jdir, &segs, &n)) < 0) {
                 cp_log(CP_LOG_ERR, "journal", "cannot list journal path=%s err=%s", jdir, cp_err_name(r));
                 cp_store_close(st);
@@ -648,6 +706,7 @@ static int run(struct cp_daemon *d, struct bundle *b)
                         .close_delay_ms = BUCKET_CLOSE_DELAY_MS,
                         .tz = d->tz,
                         .on_row = on_bucket_row,
+                        .on_batch = d->cfg->ods_push_url ? on_bucket_batch : NULL,
                         .ud = d,
                 };
                 struct cp_topo *topo = cp_topo_new(d->reg);
@@ -704,6 +763,8 @@ static int run(struct cp_daemon *d, struct bundle *b)
                 goto fail_stop;
         }
         load_admin_token(d);
+        if (d->cfg->ods_push_url && (r = start_push(d)) < 0)
+                goto fail_stop;
         if ((r = cp_republish_start(&d->republish, d)) < 0) {
                 cp_log(CP_LOG_ERR, "mqtt", "cannot start the open-data republisher err=%s", uv_err_name(r));
                 goto fail_stop;

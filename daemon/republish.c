@@ -4,7 +4,11 @@
  * views are rendered and a record is published only when its bytes changed (a facility going stale
  * changes it too), so a quiet city sends nothing. Publishing only queues in libmosquitto; while the
  * broker is away nothing is sent, and after a reconnection every record is sent again (retained
- * messages may have been lost with a broker that has no persistence). */
+ * messages may have been lost with a broker that has no persistence).
+ *
+ * The same tick feeds the portal push (ods_push.*): parking-availability, parking-spots and energy-live
+ * records in the datasets' fields and the portal's conventions ("lat,lon", UTC times), handed over when
+ * they change, whatever the broker's state; the portal upserts them on their keys. */
 #include "republish.h"
 
 #include <jansson.h>
@@ -54,14 +58,21 @@ static void level(char *dst, size_t len, const char *id)
         dst[o] = '\0';
 }
 
-/* Publishes j (taken) on prefix/kind/id when its bytes differ from the last sent. */
+/* Publishes j (taken) on prefix/kind/id when its bytes differ from the last sent (MQTT connected). */
 static void maybe_publish(struct cp_republish *rp, const char *kind, const char *id, json_t *j, uint64_t *last)
 {
         struct cp_daemon *d = rp->d;
-        char *body = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+        char *body;
         char lv[512], topic[1024];
         uint64_t h;
 
+        if (!j)
+                return;
+        if (d->mqtt.state != CP_MQTT_CONNECTED) {
+                json_decref(j);
+                return;
+        }
+        body = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
         json_decref(j);
         if (!body)
                 return;
@@ -77,6 +88,42 @@ static void maybe_publish(struct cp_republish *rp, const char *kind, const char 
         free(body);
 }
 
+/* Hands j (taken), a record of dataset ds in its fields and the portal's conventions, to the portal push
+ * when its bytes changed since the last one handed over. */
+static void maybe_push(struct cp_republish *rp, const char *ds, json_t *j, uint64_t *last)
+{
+        char *body;
+        uint64_t h;
+
+        if (!j || !rp->d->push_running) {
+                json_decref(j);
+                return;
+        }
+        body = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        h = body ? fnv64(body, strlen(body)) : 0;
+        free(body);
+        if (h && h != *last && cp_push_add(&rp->d->push, ds, json_incref(j)) == 0)
+                *last = h;
+        json_decref(j);
+}
+
+static json_t *iso_utc(int64_t ms)
+{
+        char buf[CP_ISO_MAX];
+
+        return ms > 0 ? json_string(cp_time_iso(buf, sizeof(buf), ms, NULL)) : json_null();
+}
+
+static json_t *geo(bool has, double lat, double lon)
+{
+        char buf[64];
+
+        if (!has)
+                return json_null();
+        snprintf(buf, sizeof(buf), "%.7g,%.7g", lat, lon);
+        return json_string(buf);
+}
+
 static json_t *energy_record(const struct cp_daemon *d, const char *id, const char *kind, const char *district,
                              const struct cp_energy_view *v)
 {
@@ -86,6 +133,17 @@ static json_t *energy_record(const struct cp_daemon *d, const char *id, const ch
                          num(v->known && v->has_export, v->energy_export_kwh), "meters_known",
                          (json_int_t)v->meters_known, "meters_total", (json_int_t)v->meters_total, "status",
                          v->known ? "live" : "unknown", "observed_at", iso(d, v->last_reported_ms), "stale", !v->known);
+}
+
+/* An energy-live record in the dataset's fields. */
+static json_t *push_energy(const char *id, const char *kind, const char *district, const struct cp_energy_view *v)
+{
+        return json_pack("{s:s, s:s, s:s?, s:o, s:o, s:o, s:I, s:I, s:s, s:o}", "id", id, "kind", kind, "district",
+                         district, "power_w", num(v->known && v->has_power, v->power_w), "energy_import_kwh",
+                         num(v->known && v->has_import, v->energy_import_kwh), "energy_export_kwh",
+                         num(v->known && v->has_export, v->energy_export_kwh), "meters_known",
+                         (json_int_t)v->meters_known, "meters_total", (json_int_t)v->meters_total, "status",
+                         v->known ? "live" : "unknown", "last_reported", iso_utc(v->last_reported_ms));
 }
 
 static bool resize(uint64_t **a, size_t *n, size_t want)
@@ -110,14 +168,21 @@ static void on_tick(uv_timer_t *t)
         const struct cp_registry *reg = d->reg;
         int64_t now = cp_now_ms();
 
-        if (d->mqtt.state != CP_MQTT_CONNECTED) {
+        if (d->mqtt.state != CP_MQTT_CONNECTED)
                 rp->was_connected = false;
+        if (d->mqtt.state != CP_MQTT_CONNECTED && !d->push_running)
                 return;
-        }
         if (!resize(&rp->fac, &rp->n_fac, reg->n_facilities) || !resize(&rp->sen, &rp->n_sen, reg->n_sensors) ||
-            !resize(&rp->dist, &rp->n_dist, reg->n_districts))
+            !resize(&rp->dist, &rp->n_dist, reg->n_districts) || !resize(&rp->pfac, &rp->n_pfac, reg->n_facilities) ||
+            !resize(&rp->psen, &rp->n_psen, reg->n_sensors) || !resize(&rp->pdist, &rp->n_pdist, reg->n_districts))
                 return;
-        if (!rp->was_connected || rp->reg_gen != d->reg_gen) {
+        if (rp->preg_gen != d->reg_gen) {
+                memset(rp->pfac, 0, CP_MAX(rp->n_pfac, (size_t)1) * sizeof(*rp->pfac));
+                memset(rp->psen, 0, CP_MAX(rp->n_psen, (size_t)1) * sizeof(*rp->psen));
+                memset(rp->pdist, 0, CP_MAX(rp->n_pdist, (size_t)1) * sizeof(*rp->pdist));
+                rp->preg_gen = d->reg_gen;
+        }
+        if (d->mqtt.state == CP_MQTT_CONNECTED && (!rp->was_connected || rp->reg_gen != d->reg_gen)) {
                 /* Everything again after a reconnection or a reload. */
                 memset(rp->fac, 0, CP_MAX(rp->n_fac, (size_t)1) * sizeof(*rp->fac));
                 memset(rp->sen, 0, CP_MAX(rp->n_sen, (size_t)1) * sizeof(*rp->sen));
@@ -139,12 +204,40 @@ static void on_tick(uv_timer_t *t)
                               "stale", v.status == CP_FS_UNKNOWN, "lat", num(f->has_geo, f->lat), "lon",
                               num(f->has_geo, f->lon));
                 maybe_publish(rp, "parking", f->id, j, &rp->fac[i]);
+                if (d->push_running)
+                        maybe_push(rp, "parking-availability",
+                                   json_pack("{s:s, s:s, s:s, s:s?, s:o, s:I, s:o, s:s, s:o, s:o}", "parking_id", f->id,
+                                             "name", f->name, "city", f->city, "operator", f->operator_, "free_spaces",
+                                             v.known ? json_integer(v.free_spaces) : json_null(), "total_spaces",
+                                             (json_int_t)v.total_spaces, "occupancy_rate",
+                                             num(v.known, round(v.occupancy_rate * 1000.0) / 1000.0), "status",
+                                             cp_fstatus_name(v.status), "last_reported", iso_utc(v.last_reported_ms),
+                                             "geo_point_2d", geo(f->has_geo, f->lat, f->lon)),
+                                   &rp->pfac[i]);
         }
         for (size_t i = 0; i < reg->n_sensors; i++) {
                 const struct cp_reg_sensor *rs = &reg->sensors[i];
                 const struct cp_sensor *s;
                 struct cp_energy_view v;
 
+                if (rs->kind == CP_SK_SPOT && d->push_running && rs->facility) {
+                        /* parking-spots, for the portal only (no MQTT topic per bay). */
+                        const struct cp_qval *q;
+                        const char *st = "unknown";
+
+                        if (!(s = cp_live_get(&d->live, rs->id, strlen(rs->id))))
+                                continue;
+                        q = cp_sensor_value(s, CP_Q_OCCUPIED);
+                        if (q && cp_live_fresh(&d->live, q, now))
+                                st = q->value != 0 ? "occupied" : "free";
+                        maybe_push(rp, "parking-spots",
+                                   json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "spot_id", rs->spot_id ? rs->spot_id : rs->id,
+                                             "sensor_id", rs->id, "parking_id", rs->facility->id, "status", st,
+                                             "observed_at", iso_utc(q ? q->ts_ms : 0), "geo_point_2d",
+                                             geo(rs->facility->has_geo, rs->facility->lat, rs->facility->lon)),
+                                   &rp->psen[i]);
+                        continue;
+                }
                 if (rs->kind != CP_SK_METER && rs->kind != CP_SK_PV)
                         continue;
                 if (!(s = cp_live_get(&d->live, rs->id, strlen(rs->id))))
@@ -154,6 +247,11 @@ static void on_tick(uv_timer_t *t)
                               energy_record(d, rs->id, rs->kind == CP_SK_PV ? "pv" : "meter",
                                             rs->district ? rs->district->name : NULL, &v),
                               &rp->sen[i]);
+                if (d->push_running)
+                        maybe_push(rp, "energy-live",
+                                   push_energy(rs->id, rs->kind == CP_SK_PV ? "pv" : "meter",
+                                               rs->district ? rs->district->name : NULL, &v),
+                                   &rp->psen[i]);
         }
         for (size_t i = 0; i < reg->n_districts; i++) {
                 struct cp_energy_view v;
@@ -162,6 +260,10 @@ static void on_tick(uv_timer_t *t)
                 maybe_publish(rp, "energy", reg->districts[i].name,
                               energy_record(d, reg->districts[i].name, "district", reg->districts[i].name, &v),
                               &rp->dist[i]);
+                if (d->push_running)
+                        maybe_push(rp, "energy-live",
+                                   push_energy(reg->districts[i].name, "district", reg->districts[i].name, &v),
+                                   &rp->pdist[i]);
         }
 }
 
@@ -184,6 +286,9 @@ void cp_republish_stop(struct cp_republish *rp)
         free(rp->fac);
         free(rp->sen);
         free(rp->dist);
-        rp->fac = rp->sen = rp->dist = NULL;
-        rp->n_fac = rp->n_sen = rp->n_dist = 0;
+        free(rp->pfac);
+        free(rp->psen);
+        free(rp->pdist);
+        rp->fac = rp->sen = rp->dist = rp->pfac = rp->psen = rp->pdist = NULL;
+        rp->n_fac = rp->n_sen = rp->n_dist = rp->n_pfac = rp->n_psen = rp->n_pdist = 0;
 }

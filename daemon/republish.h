@@ -14,7 +14,9 @@ struct cp_republish {
         uv_timer_t timer;
         uint64_t *fac, *sen, *dist; /* hash of the last record sent, by registry index; 0: none */
         size_t n_fac, n_sen, n_dist;
-        uint64_t reg_gen;
+        uint64_t *pfac, *psen, *pdist; /* the same for the portal push */
+        size_t n_pfac, n_psen, n_pdist;
+        uint64_t reg_gen, preg_gen;
         bool was_connected;
         uint64_t published;
 };

@@ -41,7 +41,7 @@ if [ "$WHAT" = unit ] || [ "$WHAT" = all ]; then
                 run_one "drivers/golden" "$BUILD/tests/golden" tests/drivers
         fi
         # Fuzzers for a short fixed time (make fuzz runs them longer).
-        for h in fuzz_decode fuzz_config; do
+        for h in fuzz_decode fuzz_config fuzz_odsql fuzz_http_query; do
                 [ -x "$BUILD/fuzz/$h" ] || continue
                 run_one "fuzz/$h" bash tests/fuzz/run.sh "$h" "${FUZZ_SECS:-20}"
         done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/fuzz/run.sh HARNESS SECONDS - runs one libFuzzer harness for a fixed time over a corpus
-# seeded from the golden vectors (and the config examples). Exit 0 when nothing crashed; a crash
-# leaves its input in $BUILD/fuzz/crashes/ (add it to the golden vectors as a regression case).
+# seeded from the golden vectors (and the config examples, and tests/fuzz/odsql_seeds). Exit 0 when
+# nothing crashed; a crash leaves its input in $BUILD/fuzz/crashes/ (add it to the golden vectors, or
+# to the seeds, as a regression case).
 set -eu -o pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build/san}
@@ -35,6 +36,11 @@ PY
 fuzz_config)
         cp config/citypulse.conf config/demo/citypulse.conf "$corpus"/ 2>/dev/null || true
         sed 's/^# //' config/citypulse.conf >"$corpus/uncommented.conf"
+        ;;
+fuzz_odsql)
+        # Seed: NUL-separated where, select, order_by, refine, exclude, limit, offset, updated_since,
+        # timezone (see tests/fuzz/fuzz_odsql.c).
+        cp tests/fuzz/odsql_seeds/* "$corpus"/
         ;;
 esac
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
