@@ -153,6 +153,8 @@ int cp_http_pct_decode(const char *src, size_t len, char *dst, size_t dstlen)
 {
         size_t o = 0;
 
+        if (dstlen == 0)
+                return -EINVAL; /* not even room for the NUL */
         for (size_t i = 0; i < len; i++) {
                 char c = src[i];
                 if (c == '%') {

@@ -453,6 +453,8 @@ static enum MHD_Result get_readyz(struct cp_daemon *d, struct MHD_Connection *co
 
         if (!store_ok)
                 cp_storeq_errmsg(&d->storeq, err, sizeof(err));
+        if (!store_ok && !err[0] && d->ingest.journal_complaint.active)
+                snprintf(err, sizeof(err), "journal writes failing (see the log)");
         j = json_pack("{s:b, s:s, s:s, s:s}", "ready", mqtt_ok && store_ok, "mqtt", cp_mqtt_state_name(d->mqtt.state),
                       "store", store_ok ? "writable" : "failing", "store_error", err);
         return send_json_take(d, conn, req, mqtt_ok && store_ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, j, 0);

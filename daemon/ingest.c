@@ -29,6 +29,7 @@ static void journal_failed(struct cp_ingest *in, int err, int64_t rx_ms, const c
         char q[256];
 
         in->journal_errors++;
+        in->burst_failed = true;
         cp_complain(&in->journal_complaint, rx_ms, "ingest",
                     "cannot write the journal, readings are kept live but not stored err=%s topic=%s", cp_err_name(err),
                     cp_log_quote(q, sizeof(q), topic, strlen(topic)));
@@ -159,12 +160,20 @@ void cp_ingest_expire_complaints(struct cp_ingest *in, int64_t now_ms, int64_t q
         cp_complain_expire(&in->cap_complaint, now_ms, quiet_ms, "ingest", "unregistered sensor cap");
 }
 
-void cp_ingest_flush(struct cp_ingest *in, int64_t now_ms)
+int cp_ingest_flush(struct cp_ingest *in, int64_t now_ms)
 {
+        bool wrote = in->journal->pend_len > 0;
         int r = cp_journal_flush(in->journal);
+        bool failed;
 
         if (r < 0)
                 journal_failed(in, r, now_ms, "(batch)");
-        else if (in->journal_complaint.active)
+        failed = in->burst_failed;
+        in->burst_failed = false;
+        if (failed)
+                return r < 0 ? r : -EIO;
+        /* Recovered only when bytes really reached the journal (an empty burst proves nothing). */
+        if (wrote && in->journal_complaint.active)
                 cp_complain_release(&in->journal_complaint, "ingest", "journal writes");
+        return 0;
 }

@@ -41,6 +41,7 @@ struct cp_ingest {
         struct cp_driver_stats drv[CP_MAX_DRIVERS];
         struct cp_complaint no_route_complaint;
         struct cp_complaint journal_complaint;
+        bool burst_failed; /* a journal write of the current read burst failed */
         struct cp_complaint cap_complaint;
 
         /* Called for each reject after it is journaled (republish); may be NULL. */
@@ -54,8 +55,10 @@ void cp_ingest_init(struct cp_ingest *in, struct cp_router *router, struct cp_jo
 void cp_ingest_configure(struct cp_ingest *in, const struct cp_config *c);
 /* Logs "recovered" for reject reasons that have not recurred for quiet_ms (called from a timer). */
 void cp_ingest_expire_complaints(struct cp_ingest *in, int64_t now_ms, int64_t quiet_ms);
-/* Writes the journal records of the messages handled since the last call (end of a read burst). */
-void cp_ingest_flush(struct cp_ingest *in, int64_t now_ms);
+/* Writes the journal records of the messages handled since the last call (end of a read burst).
+ * Returns 0, or a negative errno when any of them could not be written: the caller must then not let
+ * the burst's acknowledgements leave (cp_mqtt_in_drop), so the broker redelivers those messages. */
+int cp_ingest_flush(struct cp_ingest *in, int64_t now_ms);
 void cp_ingest_message(struct cp_ingest *in, const char *topic, const void *payload, size_t len, int64_t rx_ms);
 
 #endif

@@ -165,8 +165,13 @@ static void on_mqtt_burst_end(struct cp_mqtt_in *m, void *ud)
 {
         struct cp_daemon *d = ud;
 
-        (void)m;
-        cp_ingest_flush(&d->ingest, cp_now_ms());
+        if (cp_ingest_flush(&d->ingest, cp_now_ms()) < 0) {
+                /* Not journaled: the burst's PUBACKs must not leave. */
+                cp_mqtt_in_drop(m);
+                return;
+        }
+        if (m->drop_complaint.active && !d->ingest.journal_complaint.active)
+                cp_complain_release(&m->drop_complaint, "mqtt", "connection drops for journal failures");
         if (d->journal.bytes >= ROTATE_BYTES)
                 rotate_journal(d);
 }

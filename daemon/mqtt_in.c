@@ -2,6 +2,7 @@
 #include "mqtt_in.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <mqtt_protocol.h>
@@ -99,7 +100,9 @@ static void connection_lost(struct cp_mqtt_in *m)
         m->connected_since_ms = 0;
         if (m->refused) /* libmosquitto 2.0 returns a refused v5 CONNACK as a protocol error */
                 m->last_err = MOSQ_ERR_CONN_REFUSED;
-        if (!had_session) /* a failed attempt; a lost session was already logged by on_disconnect */
+        if (!had_session && !m->drop_complaint.active)
+                /* a failed attempt; a lost session was already logged by on_disconnect, a dropped one by
+                 * cp_mqtt_in_drop() */
                 cp_complain(&m->conn_complaint, now_ms(), "mqtt", "cannot reach the broker, retrying host=%s port=%d err='%s'",
                             m->host, m->port,
                             m->last_err == MOSQ_ERR_ERRNO ? strerror(m->last_errno) : mosquitto_strerror(m->last_err));
@@ -108,6 +111,27 @@ static void connection_lost(struct cp_mqtt_in *m)
 }
 
 static void read_burst_inner(struct cp_mqtt_in *m);
+
+void cp_mqtt_in_drop(struct cp_mqtt_in *m)
+{
+        int fd = m->mosq ? mosquitto_socket(m->mosq) : -1;
+
+        if (fd < 0 || m->stopping)
+                return;
+        /* Nothing queued may leave, not even a DISCONNECT: the PUBACKs libmosquitto queued for this burst
+         * die with the socket, and the broker redelivers those messages to the persistent session. */
+        (void)shutdown(fd, SHUT_RDWR);
+        m->drops++;
+        m->last_err = MOSQ_ERR_CONN_LOST;
+        m->last_errno = 0;
+        cp_complain(&m->drop_complaint, now_ms(), "mqtt",
+                    "dropping the broker connection: messages that could not be journaled stay with the broker host=%s port=%d",
+                    m->host, m->port);
+        set_state(m, CP_MQTT_DISCONNECTED);
+        m->connected_since_ms = 0;
+        drop_poll(m);
+        schedule_reconnect(m);
+}
 
 /* Reads what is waiting, then lets the owner make it durable (on_burst_end) before the loop writes
  * the PUBACKs of those messages: libmosquitto only queued them (see mosquitto_threaded_set). */
@@ -125,6 +149,8 @@ static void read_burst_inner(struct cp_mqtt_in *m)
 
                 errno = 0;
                 rc = mosquitto_loop_read(m->mosq, 1);
+                if (m->poll.data == NULL)
+                        return; /* dropped from a callback */
                 if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(m->mosq) < 0) {
                         m->last_errno = errno;
                         m->last_err = rc;
@@ -558,13 +584,14 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags, cons
         } else {
                 forget_unacknowledged(m);
         }
+        /* While connections are dropped for journal failures, reconnecting is routine: debug only. */
         if (m->v5)
-                cp_log(CP_LOG_NOTICE, "mqtt",
+                cp_log(m->drop_complaint.active ? CP_LOG_DEBUG : CP_LOG_NOTICE, "mqtt",
                        "connected host=%s port=%d session_present=%d protocol=v5 shared_group='%s'", m->host,
                        m->port, session_present, m->shared_group ? m->shared_group : "");
         else
-                cp_log(CP_LOG_NOTICE, "mqtt", "connected host=%s port=%d session_present=%d", m->host,
-                       m->port, session_present);
+                cp_log(m->drop_complaint.active ? CP_LOG_DEBUG : CP_LOG_NOTICE, "mqtt",
+                       "connected host=%s port=%d session_present=%d", m->host, m->port, session_present);
         cp_complain_release(&m->conn_complaint, "mqtt", "broker connection");
         m->ever_connected = true;
         set_state(m, CP_MQTT_CONNECTED);

@@ -67,6 +67,8 @@ struct cp_mqtt_in {
         int last_errno; /* errno when last_err is MOSQ_ERR_ERRNO */
         bool refused;   /* the broker refused this connect attempt in its CONNACK */
         struct cp_complaint conn_complaint;
+        struct cp_complaint drop_complaint; /* connections dropped because the journal failed */
+        uint64_t drops;
         cp_mqtt_message_fn on_message;
         void (*on_state)(struct cp_mqtt_in *m, void *ud);
         /* After each read burst, before anything is written to the broker (PUBACKs included). */
@@ -86,6 +88,10 @@ int cp_mqtt_in_set_routes(struct cp_mqtt_in *m, const struct cp_config *c);
  * everything is closed. */
 void cp_mqtt_in_stop(struct cp_mqtt_in *m);
 /* Publishes (QoS 1) through the same session; returns a MOSQ_ERR_* code. */
+/* From on_burst_end, when the burst could not be journaled: closes the connection without writing
+ * anything queued (the burst's PUBACKs included), so the broker keeps and redelivers those messages, and
+ * reconnects with the usual back-off. */
+void cp_mqtt_in_drop(struct cp_mqtt_in *m);
 int cp_mqtt_in_publish(struct cp_mqtt_in *m, const char *topic, const void *payload, size_t len, bool retain);
 
 const char *cp_mqtt_state_name(enum cp_mqtt_state s);

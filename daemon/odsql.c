@@ -3,6 +3,10 @@
  * parameters and column names only ever come from the dataset catalog. */
 #include "odsql.h"
 
+#include "citypulse/cp_common.h"
+#include "citypulse/cp_driver.h"
+#include "citypulse/cp_tz.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -11,10 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#include "citypulse/cp_common.h"
-#include "citypulse/cp_driver.h"
-#include "citypulse/cp_tz.h"
 
 #define MAX_ARGS      8  /* arguments of one function call */
 #define MAX_ORDER     32 /* order_by items */
@@ -219,6 +219,7 @@ static int check_text(const char *what, const char *s, size_t *ret_len, char *er
         size_t len = strnlen(s, CP_ODSQL_MAX_TEXT + 1), n;
         uint32_t cp;
 
+        *ret_len = 0;
         if (len > CP_ODSQL_MAX_TEXT)
                 return fail(err, errlen, "%s: longer than %d bytes", what, CP_ODSQL_MAX_TEXT);
         for (size_t i = 0; i < len; i += n) {
@@ -788,8 +789,8 @@ static int tokenize(struct parser *p)
                         t->k = T_STRING;
                         if (lex_string(p, &i, t) < 0)
                                 return -1;
-                } else if (is_digit(s[i]) ||
-                           ((s[i] == '-' || s[i] == '+' || s[i] == '.') && i + 1 < p->len && is_digit(s[i + 1]))) {
+                } else if (is_digit(s[i]) || ((s[i] == '-' || s[i] == '+' || s[i] == '.') && i + 1 < p->len &&
+                                              is_digit(s[i + 1]))) {
                         t->k = T_NUMBER;
                         if (lex_number(p, &i, t) < 0)
                                 return -1;
@@ -833,7 +834,8 @@ static bool is_kw(const struct parser *p, const char *w)
 
 static bool tok_is_keyword(const struct parser *p, const struct tok *t)
 {
-        static const char *const kw[] = {"and", "or", "not", "in", "is", "like", "null", "true", "false", "to"};
+        static const char *const kw[] = {"and",  "or",   "not",  "in",    "is",
+                                         "like", "null", "true", "false", "to"};
 
         for (size_t i = 0; i < CP_ARRAY_LEN(kw); i++)
                 if (tok_is_word(p, t, kw[i]))
@@ -906,7 +908,8 @@ static int parse_literal(struct parser *p)
         int idx = (int)p->cur;
 
         if (t->k == T_NUMBER && t->ulen)
-                return perr(p, t->unit, "unexpected '%s' after a number", show(what, p->src + t->unit, t->ulen));
+                return perr(p, t->unit, "unexpected '%s' after a number",
+                            show(what, p->src + t->unit, t->ulen));
         if (t->k == T_GEOM)
                 return perr(p, t->pos, "geom literals only work in within_distance()");
         if (!(t->k == T_STRING || t->k == T_NUMBER || t->k == T_DATE || tok_is_word(p, t, "true") ||
@@ -1083,7 +1086,8 @@ static int parse_field_pred(struct parser *p)
                 return parse_like(p, f, pos);
         }
         if (cur(p)->k == T_END)
-                return perr(p, cur(p)->pos, "expected an operator after '%s'", show(what, p->src + pos, ft->len));
+                return perr(p, cur(p)->pos, "expected an operator after '%s'",
+                            show(what, p->src + pos, ft->len));
         return unexpected(p, cur(p));
 }
 
@@ -1124,7 +1128,8 @@ static bool unit_factor(const char *u, size_t len, double *ret)
         static const struct {
                 const char *name;
                 double m;
-        } units[] = {{"m", 1}, {"km", 1000}, {"mi", 1609.344}, {"yd", 0.9144}, {"ft", 0.3048}, {"cm", 0.01}, {"mm", 0.001}};
+        } units[] = {{"m", 1},       {"km", 1000}, {"mi", 1609.344}, {"yd", 0.9144},
+                     {"ft", 0.3048}, {"cm", 0.01}, {"mm", 0.001}};
 
         if (len == 0) {
                 *ret = 1;
@@ -1296,8 +1301,8 @@ static int parse_function(struct parser *p)
                 if (n == MAX_ARGS)
                         return perr(p, t->pos, "too many arguments to %s()", fn);
                 if (!(tok_is_field(p, t) || t->k == T_STAR || t->k == T_STRING || t->k == T_NUMBER ||
-                      t->k == T_DATE || t->k == T_GEOM || tok_is_word(p, t, "true") || tok_is_word(p, t, "false") ||
-                      tok_is_word(p, t, "null")))
+                      t->k == T_DATE || t->k == T_GEOM || tok_is_word(p, t, "true") ||
+                      tok_is_word(p, t, "false") || tok_is_word(p, t, "null")))
                         return unexpected(p, t);
                 if (count_term(p, t->pos) < 0)
                         return -1;
@@ -1370,7 +1375,8 @@ static int parse_primary(struct parser *p)
                 if (n < 0)
                         return -1;
                 if (cur(p)->k != T_RP)
-                        return cur(p)->k == T_END ? perr(p, cur(p)->pos, "missing ')'") : unexpected(p, cur(p));
+                        return cur(p)->k == T_END ? perr(p, cur(p)->pos, "missing ')'")
+                                                  : unexpected(p, cur(p));
                 advance(p);
                 p->depth--;
                 return n;
@@ -1501,7 +1507,8 @@ static int convert(struct parser *p, const struct cp_ods_field *f, int ti, struc
                 return perr(p, t->pos, "'%s' is not a number (field '%s' is %s)", show(what, s, len), f->name,
                             type_name(f));
         case CP_ODS_BOOLEAN:
-                if (is_bool || ((t->k == T_STRING || (t->k == T_NUMBER && t->is_int)) && text_bool(s, len, &b))) {
+                if (is_bool ||
+                    ((t->k == T_STRING || (t->k == T_NUMBER && t->is_int)) && text_bool(s, len, &b))) {
                         v->type = CP_SP_INT;
                         v->i = is_bool ? tok_is_word(p, t, "true") : b;
                         return 0;
@@ -1518,7 +1525,8 @@ static int convert(struct parser *p, const struct cp_ods_field *f, int ti, struc
         case CP_ODS_GEO_POINT:
                 break;
         }
-        return perr(p, t->pos, "geo field '%s' only works in in_bbox(), within_distance() and IS NULL", f->name);
+        return perr(p, t->pos, "geo field '%s' only works in in_bbox(), within_distance() and IS NULL",
+                    f->name);
 }
 
 static bool tok_is_null(const struct parser *p, int ti)
@@ -1528,13 +1536,14 @@ static bool tok_is_null(const struct parser *p, int ti)
 
 static int geo_refused(struct parser *p, const struct node *n)
 {
-        return perr(p, n->pos, "geo field '%s' only works in in_bbox(), within_distance() and IS NULL", n->f->name);
+        return perr(p, n->pos, "geo field '%s' only works in in_bbox(), within_distance() and IS NULL",
+                    n->f->name);
 }
 
 static int emit_cmp(struct parser *p, struct cp_sqlq *q, const struct node *n)
 {
-        static const char *const ops[] = {[OP_EQ] = " = ", [OP_NE] = " <> ", [OP_LT] = " < ",
-                                          [OP_LE] = " <= ", [OP_GT] = " > ", [OP_GE] = " >= "};
+        static const char *const ops[] = {[OP_EQ] = " = ",  [OP_NE] = " <> ", [OP_LT] = " < ",
+                                          [OP_LE] = " <= ", [OP_GT] = " > ",  [OP_GE] = " >= "};
         struct value v;
 
         if (n->f->type == CP_ODS_GEO_POINT)
@@ -1767,7 +1776,8 @@ struct operand {
 
 /* Gathers the operands of the chain of kind k rooted at node ni: "a AND (b AND NOT (c OR d))" is one
  * chain a, b, NOT c, NOT d. Negations are pushed down to the leaves on the way. */
-static void chain_operands(const struct parser *p, int ni, bool neg, enum nkind k, struct operand *ops, int *n)
+static void chain_operands(const struct parser *p, int ni, bool neg, enum nkind k, struct operand *ops,
+                           int *n)
 {
         const struct node *nd = &p->nodes[ni];
 
@@ -1799,8 +1809,12 @@ static int chain_height(const struct parser *p, int ni, bool neg, enum nkind k)
                 ni = nd->a;
                 nd = &p->nodes[ni];
         }
-        if ((nd->k == N_AND || nd->k == N_OR) && eff_kind(nd->k, neg) == k)
-                return CP_MAX(chain_height(p, nd->a, neg, k), chain_height(p, nd->b, neg, k));
+        if ((nd->k == N_AND || nd->k == N_OR) && eff_kind(nd->k, neg) == k) {
+                /* Locals, because CP_MAX() evaluates an argument twice: the walk would be exponential. */
+                int ha = chain_height(p, nd->a, neg, k), hb = chain_height(p, nd->b, neg, k);
+
+                return CP_MAX(ha, hb);
+        }
         return sql_height(p, ni, neg);
 }
 
@@ -1808,6 +1822,7 @@ static int chain_height(const struct parser *p, int ni, bool neg, enum nkind k)
 static int sql_height(const struct parser *p, int ni, bool neg)
 {
         const struct node *nd = &p->nodes[ni];
+        int ha, hb;
 
         while (nd->k == N_NOT) {
                 neg = !neg;
@@ -1816,8 +1831,9 @@ static int sql_height(const struct parser *p, int ni, bool neg)
         }
         if (nd->k != N_AND && nd->k != N_OR)
                 return 0;
-        return 1 + CP_MAX(chain_height(p, nd->a, neg, eff_kind(nd->k, neg)),
-                          chain_height(p, nd->b, neg, eff_kind(nd->k, neg)));
+        ha = chain_height(p, nd->a, neg, eff_kind(nd->k, neg));
+        hb = chain_height(p, nd->b, neg, eff_kind(nd->k, neg));
+        return 1 + CP_MAX(ha, hb);
 }
 
 static int emit_leaf(struct parser *p, struct cp_sqlq *q, const struct node *n)
@@ -1909,8 +1925,8 @@ static bool blank(const char *s)
 }
 
 /* Appends "(<where as SQL>)" to q. */
-static int where_to_sql(const struct cp_dataset *ds, const char *where, const struct cp_tz *tz, struct cp_sqlq *q,
-                        char *err, size_t errlen)
+static int where_to_sql(const struct cp_dataset *ds, const char *where, const struct cp_tz *tz,
+                        struct cp_sqlq *q, char *err, size_t errlen)
 {
         struct parser *p;
         size_t len;
@@ -1969,8 +1985,8 @@ static void trim(const char **s, size_t *len)
 }
 
 /* A field name as written in select, order_by or refine: plain or `back-quoted`. */
-static const struct cp_ods_field *name_field(const struct cp_dataset *ds, const char *name, size_t len, char *err,
-                                             size_t errlen)
+static const struct cp_ods_field *name_field(const struct cp_dataset *ds, const char *name, size_t len,
+                                             char *err, size_t errlen)
 {
         const struct cp_ods_field *f;
         char what[SHOW_MAX + 4];
@@ -2040,8 +2056,9 @@ static int refine_to_sql(const struct cp_dataset *ds, const char *what, const ch
         case CP_ODS_DATETIME:
                 /* YYYY, YYYY-MM or YYYY-MM-DD mean that whole local period. */
                 if (!text_when(v, vlen, tz, &start, &end))
-                        return fail(err, errlen, "%s: '%s' is not a date (YYYY, YYYY-MM, YYYY-MM-DD or ISO 8601)",
-                                    what, show(shown, v, vlen));
+                        return fail(err, errlen,
+                                    "%s: '%s' is not a date (YYYY, YYYY-MM, YYYY-MM-DD or ISO 8601)", what,
+                                    show(shown, v, vlen));
                 put_col(&q->sql, f->col);
                 cp_buf_puts(&q->sql, " >= ");
                 sqlq_int(q, start);
@@ -2063,8 +2080,8 @@ static void and_sep(struct cp_sqlq *q)
                 cp_buf_puts(&q->sql, " AND ");
 }
 
-static int filter_to_sql(const struct cp_dataset *ds, const struct cp_odsql_request *req, const struct cp_tz *tz,
-                         struct cp_sqlq *q, char *err, size_t errlen)
+static int filter_to_sql(const struct cp_dataset *ds, const struct cp_odsql_request *req,
+                         const struct cp_tz *tz, struct cp_sqlq *q, char *err, size_t errlen)
 {
         const struct cp_ods_field *f;
         int64_t since, end;
@@ -2082,8 +2099,9 @@ static int filter_to_sql(const struct cp_dataset *ds, const struct cp_odsql_requ
                 bool neg = i >= req->n_refine;
 
                 and_sep(q);
-                r = refine_to_sql(ds, neg ? "exclude" : "refine", neg ? req->exclude[i - req->n_refine] : req->refine[i],
-                                  neg, tz, q, err, errlen);
+                r = refine_to_sql(ds, neg ? "exclude" : "refine",
+                                  neg ? req->exclude[i - req->n_refine] : req->refine[i], neg, tz, q, err,
+                                  errlen);
                 if (r < 0)
                         return r;
         }
@@ -2122,8 +2140,8 @@ static void out_add(struct cp_odsql_plan *plan, const struct cp_ods_field *f)
         plan->n_cols += f->type == CP_ODS_GEO_POINT ? 2 : 1;
 }
 
-static int resolve_select(const struct cp_dataset *ds, const char *select, struct cp_odsql_plan *plan, char *err,
-                          size_t errlen)
+static int resolve_select(const struct cp_dataset *ds, const char *select, struct cp_odsql_plan *plan,
+                          char *err, size_t errlen)
 {
         const char *s, *e;
         size_t len;
@@ -2255,7 +2273,8 @@ static int resolve_order(const struct cp_dataset *ds, const char *order_by, stru
                 if (dlen == 4 && strncasecmp(dir, "desc", 4) == 0)
                         desc = true;
                 else if (dlen != 0 && !(dlen == 3 && strncasecmp(dir, "asc", 3) == 0))
-                        return fail(err, errlen, "order_by: expected 'field', 'field asc' or 'field desc', got '%s'",
+                        return fail(err, errlen,
+                                    "order_by: expected 'field', 'field asc' or 'field desc', got '%s'",
                                     show(shown, item, ilen));
                 f = name_field(ds, item, nlen, err, errlen);
                 if (!f)
@@ -2291,7 +2310,8 @@ static bool text_int(const char *s, int64_t *ret)
         return true;
 }
 
-static int resolve_paging(const struct cp_odsql_request *req, struct cp_odsql_plan *plan, char *err, size_t errlen)
+static int resolve_paging(const struct cp_odsql_request *req, struct cp_odsql_plan *plan, char *err,
+                          size_t errlen)
 {
         int64_t limit = 0, offset = 0;
 
@@ -2441,7 +2461,7 @@ double cp_distance_m(double lat1, double lon1, double lat2, double lon2)
 
 static void sql_distance_m(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
-        double v[4];
+        double v[4] = {0, 0, 0, 0};
 
         for (int i = 0; i < argc && i < 4; i++) {
                 if (sqlite3_value_type(argv[i]) == SQLITE_NULL) {

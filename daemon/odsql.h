@@ -29,13 +29,13 @@
 #ifndef CP_ODSQL_H
 #define CP_ODSQL_H
 
+#include "buf.h"
+#include "dataset.h"
+
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "buf.h"
-#include "dataset.h"
 
 /* Limits; each is an error for the user (HTTP 400), never a truncation. */
 #define CP_ODSQL_MAX_TEXT   4096  /* bytes of any one parameter (where, select, a refine...) */
@@ -83,7 +83,7 @@ struct cp_odsql_request {
         const char *const *exclude; /* each "field:value" */
         size_t n_exclude;
         const char *limit, *offset; /* as text: they are validated here too */
-        bool export_;               /* exports: no limit by default (limit=-1 or absent = all), offset refused */
+        bool export_; /* exports: no limit by default (limit=-1 or absent = all), offset refused */
 };
 
 struct cp_odsql_plan {

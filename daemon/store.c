@@ -167,7 +167,8 @@ int cp_store_open(const char *path, struct cp_store **ret, char *err, size_t err
         sqlite3_busy_timeout(s->db, 5000);
         if ((r = exec(s, "PRAGMA journal_mode=WAL", err, errlen)) < 0 ||
             (r = exec(s, "PRAGMA synchronous=NORMAL", err, errlen)) < 0 ||
-            (r = exec(s, "PRAGMA cache_size=-32768", err, errlen)) < 0 || (r = migrate(s, err, errlen)) < 0)
+            (r = exec(s, "PRAGMA cache_size=-32768", err, errlen)) < 0 ||
+            (r = exec(s, "PRAGMA journal_size_limit=67108864", err, errlen)) < 0 || (r = migrate(s, err, errlen)) < 0)
                 goto out_close;
         if ((r = prepare(s, "INSERT OR IGNORE INTO readings VALUES(?1,?2,?3,?4,?5)", &s->ins_reading, err,
                          errlen)) < 0 ||

@@ -2,6 +2,8 @@
 #include "storeq.h"
 
 #include <errno.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,8 @@
 #include "citypulse/cp_common.h"
 #include "citypulse/cp_err.h"
 #include "log.h"
+
+#define STORE_NICE 5 /* relative to the process: the loop thread has priority */
 
 struct cp_storeq_job {
         struct cp_storeq_job *next;
@@ -56,6 +60,9 @@ static int import_one(struct cp_storeq *q, const char *path)
                 atomic_fetch_add(&q->import_errors, 1);
                 atomic_store(&q->writable, false);
                 set_err(q, r, err);
+                cp_complain(&q->import_complaint, wall_ms(), "store",
+                            "cannot import the journal into SQLite, keeping it and retrying err=%s reason='%s'",
+                            cp_err_name(-r), err);
                 return r;
         }
         if (res.torn)
@@ -71,6 +78,8 @@ static int import_one(struct cp_storeq *q, const char *path)
         atomic_store(&q->writable, true);
         if (atomic_exchange(&q->last_err, 0) != 0)
                 set_err(q, 0, "");
+        if (q->import_complaint.active)
+                cp_complain_release(&q->import_complaint, "store", "journal imports");
         return 0;
 }
 
@@ -128,6 +137,17 @@ static void thread_main(void *arg)
 {
         struct cp_storeq *q = arg;
         int64_t backoff_ms = 0, due = 0;
+
+        /* The loop thread acknowledges messages once they are in the journal; this thread only moves
+         * them on to SQLite. On a small machine under a burst, the loop goes first and the import catches
+         * up after (Linux nice values are per thread). Nothing waits on this thread but the history. */
+        id_t tid = (id_t)syscall(SYS_gettid);
+        int nice_now;
+
+        errno = 0;
+        nice_now = getpriority(PRIO_PROCESS, tid);
+        if ((nice_now == -1 && errno) || setpriority(PRIO_PROCESS, tid, CP_MIN(nice_now + STORE_NICE, 19)) < 0)
+                cp_log(CP_LOG_DEBUG, "store", "cannot lower the store thread's priority err=%s", cp_err_name(errno));
 
         uv_mutex_lock(&q->mu);
         for (;;) {

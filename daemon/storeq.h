@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "bucket.h"
+#include "log.h"
 #include "store.h"
 
 struct cp_storeq_job;
@@ -48,6 +49,7 @@ struct cp_storeq {
         struct cp_bucket_stats bstats;
         _Atomic uint64_t bucket_errors;
 
+        struct cp_complaint import_complaint; /* store thread only */
         char errmsg[256]; /* under mu */
         void (*on_progress)(struct cp_storeq *q); /* loop thread; may be NULL */
         void (*on_stopped)(struct cp_storeq *q);  /* loop thread, once the thread has exited */

@@ -52,7 +52,7 @@ case $status in "HTTP/1.1 405"*) ;; *) fail "oversized body got '$status'" ;; es
 
 # 100,000 distinct unknown sensors: the live map stops at the cap, everything is still stored.
 "$SIM" --host 127.0.0.1 --port "$BROKER_PORT" --qos 1 --id "cp-e2e-flood-$$" --mode flood --rate 0 \
-        --duration 3 --sensors 100000 >"$T/flood.out" 2>"$T/flood.err" || fail "flood failed"
+        --duration 60 --count 100000 --sensors 100000 >"$T/flood.out" 2>"$T/flood.err" || fail "flood failed"
 # What the broker acknowledged is what it must deliver (the flood stops without waiting for the rest).
 sent=$(sed -n 's/.* \([0-9]*\) acknowledged.*/\1/p' "$T/flood.err" | tail -1)
 [ "${sent:-0}" -ge 100000 ] || fail "the flood covered only ${sent:-0} of 100000 ids: $(cat "$T/flood.err")"

@@ -10,14 +10,14 @@
  * message, or -ENOMEM; a plan's SQL is one read-only statement that prepares (no parser stack
  * overflow, no unknown column), binds exactly its parameters and runs to the end with n_cols columns
  * and at most `limit` rows; the tables never change. */
+#include "buf.h"
+#include "dataset.h"
+#include "odsql.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "buf.h"
-#include "dataset.h"
-#include "odsql.h"
 
 #define MAX_PARTS 9
 #define MAX_LINES 8
@@ -52,7 +52,9 @@ static void create_table(const struct cp_dataset *ds)
                         cp_buf_printf(&b, "%s REAL, %s REAL", f->col, f->col2);
                 else
                         cp_buf_printf(&b, "%s %s", f->col,
-                                      f->type == CP_ODS_TEXT ? "TEXT" : f->type == CP_ODS_DOUBLE ? "REAL" : "INTEGER");
+                                      f->type == CP_ODS_TEXT     ? "TEXT"
+                                      : f->type == CP_ODS_DOUBLE ? "REAL"
+                                                                 : "INTEGER");
         }
         cp_buf_puts(&b, ")");
         exec(b.p);
@@ -79,17 +81,19 @@ static void setup(void)
                 die("open", NULL);
         for (size_t i = 0; i < sizeof(dataset_ids) / sizeof(dataset_ids[0]); i++)
                 create_table(cp_dataset_find(dataset_ids[i]));
-        exec("INSERT INTO parking_availability VALUES"
-             "('issy-p01', 'Parking Hôtel de Ville', 'Issy-les-Moulineaux', 'Indigo', 112, 400, 0.72, 'open',"
-             " 1773475500000, 48.8241, 2.2701),"
-             "('issy-p02', 'Parking 100% Vélo_Park', 'Issy', NULL, 0, 50, 1.0, 'full', 1773475800000, 48.8286, 2.2701),"
-             "('issy-p03', 'Corentin', 'Issy', 'Effia', NULL, 200, NULL, 'unknown', NULL, 48.8275, 2.2790),"
-             "('issy-p04', 'L''Atelier', 'Issy', 'Indigo', 5, 20, 0.75, 'open', 1773475200000, NULL, NULL)");
-        exec("INSERT INTO parking_occupancy_15min(parking_id, bucket_start_ms, bucket_end_ms, occupancy_rate_mean,"
-             " samples, revision, updated_at_ms, lat, lon) VALUES"
-             "('issy-p01', 1774738800000, 1774739700000, 0.5, 3, 0, 1774739760000, 48.8241, 2.2701),"
-             "('issy-p01', 1774739700000, 1774740600000, NULL, 0, 1, 1774740660000, 48.8241, 2.2701),"
-             "('issy-p02', 1774738800000, 1774739700000, 0.9, 7, 0, 1774739760000, NULL, NULL)");
+        exec(
+            "INSERT INTO parking_availability VALUES"
+            "('issy-p01', 'Parking Hôtel de Ville', 'Issy-les-Moulineaux', 'Indigo', 112, 400, 0.72, 'open',"
+            " 1773475500000, 48.8241, 2.2701),"
+            "('issy-p02', 'Parking 100% Vélo_Park', 'Issy', NULL, 0, 50, 1.0, 'full', 1773475800000, 48.8286, 2.2701),"
+            "('issy-p03', 'Corentin', 'Issy', 'Effia', NULL, 200, NULL, 'unknown', NULL, 48.8275, 2.2790),"
+            "('issy-p04', 'L''Atelier', 'Issy', 'Indigo', 5, 20, 0.75, 'open', 1773475200000, NULL, NULL)");
+        exec(
+            "INSERT INTO parking_occupancy_15min(parking_id, bucket_start_ms, bucket_end_ms, occupancy_rate_mean,"
+            " samples, revision, updated_at_ms, lat, lon) VALUES"
+            "('issy-p01', 1774738800000, 1774739700000, 0.5, 3, 0, 1774739760000, 48.8241, 2.2701),"
+            "('issy-p01', 1774739700000, 1774740600000, NULL, 0, 1, 1774740660000, 48.8241, 2.2701),"
+            "('issy-p02', 1774738800000, 1774739700000, 0.9, 7, 0, 1774739760000, NULL, NULL)");
         exec("INSERT INTO energy_live VALUES"
              "('m1', 'meter', 'north', 1200.5, 10.25, 0, 1, 1, 'live', 1773475500000),"
              "('north', 'district', 'north', -300, 100, 3.5, 2, 3, 'unknown', NULL)");
@@ -172,18 +176,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         int r;
 
                         req = (struct cp_odsql_request){
-                                .where = parts[0],
-                                .select = parts[1],
-                                .order_by = parts[2],
-                                .refine = refine,
-                                .n_refine = n_refine,
-                                .exclude = exclude,
-                                .n_exclude = n_exclude,
-                                .limit = parts[5],
-                                .offset = parts[6],
-                                .updated_since = parts[7],
-                                .timezone = parts[8],
-                                .export_ = export_,
+                            .where = parts[0],
+                            .select = parts[1],
+                            .order_by = parts[2],
+                            .refine = refine,
+                            .n_refine = n_refine,
+                            .exclude = exclude,
+                            .n_exclude = n_exclude,
+                            .limit = parts[5],
+                            .offset = parts[6],
+                            .updated_since = parts[7],
+                            .timezone = parts[8],
+                            .export_ = export_,
                         };
                         err[0] = 'X';
                         r = cp_odsql_plan(cp_dataset_find(dataset_ids[d]), &req, &plan, err, sizeof(err));

@@ -42,6 +42,9 @@ fuzz_odsql)
         # timezone (see tests/fuzz/fuzz_odsql.c).
         cp tests/fuzz/odsql_seeds/* "$corpus"/
         ;;
+fuzz_http_query)
+        cp tests/fuzz/http_query_seeds/* "$corpus"/
+        ;;
 esac
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \

@@ -2421,12 +2421,13 @@ static int run_flood(const struct options *opt)
                 int64_t now = mono_ns();
                 int wait, burst = 0;
 
-                if (now >= end)
+                if (now >= end || (opt->count > 0 && (int64_t)sent >= opt->count))
                         break;
                 if (e->state == CONN_UP) {
                         if (next_due < now - NS_PER_S)
                                 next_due = now;
-                        while (burst < 256 && (rate <= 0 || next_due <= now) && engine_ready(e)) {
+                        while (burst < 256 && (rate <= 0 || next_due <= now) && engine_ready(e) &&
+                               (opt->count <= 0 || (int64_t)sent < opt->count)) {
                                 struct flood_fac *f = &fac[k % opt->sensors];
                                 char topic[TOPIC_MAX], payload[256], ts[48];
                                 int len;
@@ -2543,6 +2544,7 @@ static const char usage_text[] =
     "      --rate N            messages per second (default 1000; 0 = as fast as possible)\n"
     "      --duration S        seconds (default 10)\n"
     "      --sensors K         number of facility ids (default 100)\n"
+    "      --count N           stop after N messages (default: run for --duration)\n"
     "  Prints one line 'sent N' to stdout.\n"
     "\n"
     "SIGINT/SIGTERM stop cleanly. Exit status: 0 success, 1 failure, 2 bad command line.\n";
@@ -2607,7 +2609,7 @@ static int bad_value(const char *option, const char *value, const char *expected
 /* Returns 0, or 2 after printing a message naming the offending option; *done is set for --help. */
 static int parse_args(int argc, char **argv, struct options *o, bool *done)
 {
-        unsigned set_city = 0, set_seq = 0, set_flood = 0, set_dur = 0;
+        unsigned set_city = 0, set_seq = 0, set_flood = 0, set_dur = 0, set_count = 0;
         int c;
         int64_t v;
 
@@ -2695,7 +2697,7 @@ static int parse_args(int argc, char **argv, struct options *o, bool *done)
                 case OPT_COUNT:
                         if (parse_int64(optarg, 0, 1000000000, &o->count) < 0)
                                 return bad_value("--count", optarg, "an integer 0..1000000000");
-                        set_seq |= 1;
+                        set_count = 1;
                         break;
                 case OPT_START_MS:
                         if (parse_int64(optarg, 0, 253402300799999LL, &o->start_ms) < 0)
@@ -2754,8 +2756,9 @@ static int parse_args(int argc, char **argv, struct options *o, bool *done)
         if (set_city && o->mode != MODE_CITY)
                 return usage_error("options --speed and --start are only valid with --mode city");
         if (set_seq && o->mode != MODE_SEQ)
-                return usage_error("options --sensor, --count, --start-ms and --timeout are only valid with "
-                                   "--mode seq");
+                return usage_error("options --sensor, --start-ms and --timeout are only valid with --mode seq");
+        if (set_count && o->mode != MODE_SEQ && o->mode != MODE_FLOOD)
+                return usage_error("option --count is only valid with --mode seq or flood");
         if (set_flood && o->mode != MODE_FLOOD)
                 return usage_error("option --sensors is only valid with --mode flood");
         if (set_dur && o->mode == MODE_SEQ)

@@ -1,6 +1,9 @@
 /* test_odsql.c - unit tests for daemon/odsql.c. Every plan is run by SQLite against in-memory tables
  * built from the dataset catalog, and the test checks the rows that come back, not the SQL text.
  * Distances were computed apart with Python's haversine (R = 6371008.8 m); instants with `TZ=... date`. */
+#include "buf.h"
+#include "citypulse/cp_tz.h"
+#include "dataset.h"
 #include "odsql.h"
 
 #include <errno.h>
@@ -12,12 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 /* cmocka.h uses jmp_buf, va_list and size_t without including their headers. */
 #include <cmocka.h>
-
-#include "buf.h"
-#include "citypulse/cp_tz.h"
-#include "dataset.h"
 
 #define MIN_MS INT64_C(60000)
 
@@ -27,12 +27,12 @@ static int64_t last_count; /* count(*) of the last run() */
 
 /* A dataset of the test's own, for the boolean type that no catalog dataset has yet. */
 static const struct cp_ods_field f_bikes[] = {
-        {"station", "Station", CP_ODS_TEXT, "station", NULL, ""},
-        {"is_open", "Open", CP_ODS_BOOLEAN, "is_open", NULL, ""},
-        {"bikes", "Bikes", CP_ODS_INT, "bikes", NULL, ""},
+    {"station", "Station", CP_ODS_TEXT, "station", NULL, ""},
+    {"is_open", "Open", CP_ODS_BOOLEAN, "is_open", NULL, ""},
+    {"bikes", "Bikes", CP_ODS_INT, "bikes", NULL, ""},
 };
 static const struct cp_dataset bikes = {
-        "bikes", "Bikes", "", CP_DS_LIVE_PARKING, "bikes", f_bikes, 3, "station", "station", -1,
+    "bikes", "Bikes", "", CP_DS_LIVE_PARKING, "bikes", f_bikes, 3, "station", "station", -1,
 };
 
 static int64_t utc(int y, unsigned mo, unsigned d, int h, int mi)
@@ -114,17 +114,18 @@ static int setup(void **state)
         create_table(&bikes);
         /* Issy-les-Moulineaux. p02 is 500.38 m north of p01, p03 753.27 m away, p05 (Paris) 7011 m;
          * p04 has no place. */
-        exec("INSERT INTO parking_availability VALUES"
-             "('issy-p01', 'Parking Hôtel de Ville', 'Issy-les-Moulineaux', 'Indigo', 112, 400, 0.72, 'open',"
-             " 1773475500000, 48.8241, 2.2701),"
-             "('issy-p02', 'Parking 100% Vélo_Park', 'Issy-les-Moulineaux', NULL, 0, 50, 1.0, 'full',"
-             " 1773475800000, 48.8286, 2.2701),"
-             "('issy-p03', 'Parking Corentin Celton', 'Issy-les-Moulineaux', 'Effia', NULL, 200, NULL, 'unknown',"
-             " NULL, 48.8275, 2.2790),"
-             "('issy-p04', 'L''Atelier \"quoted\"', 'Issy-les-Moulineaux', 'Indigo', 5, 20, 0.75, 'open',"
-             " 1773475200000, NULL, NULL),"
-             "('paris-p05', 'Parking VéloXPark Paris', 'Paris', 'Saemes', 40, 300, 0.87, 'closed',"
-             " 1773478800000, 48.8566, 2.3522)");
+        exec(
+            "INSERT INTO parking_availability VALUES"
+            "('issy-p01', 'Parking Hôtel de Ville', 'Issy-les-Moulineaux', 'Indigo', 112, 400, 0.72, 'open',"
+            " 1773475500000, 48.8241, 2.2701),"
+            "('issy-p02', 'Parking 100% Vélo_Park', 'Issy-les-Moulineaux', NULL, 0, 50, 1.0, 'full',"
+            " 1773475800000, 48.8286, 2.2701),"
+            "('issy-p03', 'Parking Corentin Celton', 'Issy-les-Moulineaux', 'Effia', NULL, 200, NULL, 'unknown',"
+            " NULL, 48.8275, 2.2790),"
+            "('issy-p04', 'L''Atelier \"quoted\"', 'Issy-les-Moulineaux', 'Indigo', 5, 20, 0.75, 'open',"
+            " 1773475200000, NULL, NULL),"
+            "('paris-p05', 'Parking VéloXPark Paris', 'Paris', 'Saemes', 40, 300, 0.87, 'closed',"
+            " 1773478800000, 48.8566, 2.3522)");
         fill_occupancy(utc(2026, 3, 28, 22, 0), utc(2026, 3, 30, 0, 0));
         fill_occupancy(utc(2026, 10, 24, 21, 0), utc(2026, 10, 26, 1, 0));
         exec("INSERT INTO bikes VALUES ('a', 1, 3), ('b', 0, 0), ('c', NULL, 7)");
@@ -210,7 +211,8 @@ static const char *ids(const char *where)
 
 static const char *ids_tz(const char *where, const char *tz)
 {
-        struct cp_odsql_request req = {.where = where, .select = "parking_id", .limit = "100", .timezone = tz};
+        struct cp_odsql_request req = {
+            .where = where, .select = "parking_id", .limit = "100", .timezone = tz};
 
         return run(parking, &req);
 }
@@ -265,7 +267,8 @@ static void test_comparisons(void **state)
         /* null */
         assert_string_equal(ids("free_spaces = null"), "issy-p03");
         assert_string_equal(ids("free_spaces != NULL"), "issy-p01,issy-p02,issy-p04,paris-p05");
-        assert_string_equal(ids("free_spaces < null"), "ERR where: null can only be compared with = or != at position 15");
+        assert_string_equal(ids("free_spaces < null"),
+                            "ERR where: null can only be compared with = or != at position 15");
         /* Keywords are case-insensitive, field names are not. */
         assert_string_equal(ids("status = 'open' and FREE_spaces > 1"), "ERR Unknown field: FREE_spaces");
         assert_string_equal(ids("Free_spaces > 1"), "ERR Unknown field: Free_spaces");
@@ -276,7 +279,8 @@ static void test_logic(void **state)
 {
         (void)state;
         /* AND binds tighter than OR. */
-        assert_string_equal(ids("status = 'full' OR status = 'open' AND free_spaces > 10"), "issy-p01,issy-p02");
+        assert_string_equal(ids("status = 'full' OR status = 'open' AND free_spaces > 10"),
+                            "issy-p01,issy-p02");
         assert_string_equal(ids("(status = 'full' OR status = 'open') AND free_spaces > 10"), "issy-p01");
         assert_string_equal(ids("status = 'open' or status = 'closed' OR status='unknown'"),
                             "issy-p01,issy-p03,issy-p04,paris-p05");
@@ -288,8 +292,7 @@ static void test_logic(void **state)
         assert_string_equal(ids("NOT (free_spaces > 10 AND occupancy_rate < 0.8)"),
                             "issy-p02,issy-p03,issy-p04,paris-p05");
         assert_string_equal(ids("((((free_spaces = 0))))"), "issy-p02");
-        assert_string_equal(ids("free_spaces = 0 OR (NOT (status = 'open'))"),
-                            "issy-p02,issy-p03,paris-p05");
+        assert_string_equal(ids("free_spaces = 0 OR (NOT (status = 'open'))"), "issy-p02,issy-p03,paris-p05");
 }
 
 static void test_in_null_range(void **state)
@@ -314,7 +317,8 @@ static void test_in_null_range(void **state)
         assert_string_equal(ids("free_spaces IN [5 TO 40["), "issy-p04");
         assert_string_equal(ids("free_spaces IN ]0..112["), "issy-p04,paris-p05");
         assert_string_equal(ids("name IN ['L' .. 'M']"), "issy-p04");
-        assert_string_equal(ids("free_spaces IN [null .. 3]"), "ERR where: a range cannot have a null end at position 1");
+        assert_string_equal(ids("free_spaces IN [null .. 3]"),
+                            "ERR where: a range cannot have a null end at position 1");
         assert_string_equal(ids("free_spaces IN ()"), "ERR where: empty IN list at position 17");
         assert_string_equal(ids("free_spaces IN (1,)"), "ERR where: unexpected ')' at position 19");
         assert_string_equal(ids("free_spaces IS 3"), "ERR where: unexpected '3' at position 16");
@@ -353,8 +357,10 @@ static void test_like_and_text(void **state)
         assert_string_equal(ids("startswith(name, 'Parking 1*')"), "");
         assert_string_equal(ids("startswith(free_spaces, '1')"),
                             "ERR where: startswith() needs a text field, 'free_spaces' is int at position 1");
-        assert_string_equal(ids("search(name)"), "ERR where: search() takes 2 arguments, not 1 at position 1");
-        assert_string_equal(ids("search(name, 3)"), "ERR where: search() argument 2 must be a quoted string at position 14");
+        assert_string_equal(ids("search(name)"),
+                            "ERR where: search() takes 2 arguments, not 1 at position 1");
+        assert_string_equal(ids("search(name, 3)"),
+                            "ERR where: search() argument 2 must be a quoted string at position 14");
 }
 
 static void test_string_literals(void **state)
@@ -370,23 +376,32 @@ static void test_string_literals(void **state)
         assert_string_equal(ids("name = \"Parking \\\nHôtel de Ville\""), "issy-p01");
         assert_string_equal(ids("name = \"Parking \\\r\nHôtel \\\rde Ville\" OR 'x\\ty' = name"), "issy-p01");
         assert_string_equal(ids("name = '\\uD83D\\uDE00'"), "");
-        assert_string_equal(ids("name = '\\uDE00'"), "ERR where: bad \\u escape in the string starting at position 9");
-        assert_string_equal(ids("name = '\\u12'"), "ERR where: bad \\u escape in the string starting at position 9");
-        assert_string_equal(ids("name = '\\xZZ'"), "ERR where: bad \\x escape in the string starting at position 9");
-        assert_string_equal(ids("name = '\\0'"), "ERR where: NUL character in the string starting at position 8");
-        assert_string_equal(ids("name = '\\x00'"), "ERR where: NUL character in the string starting at position 8");
-        assert_string_equal(ids("name = '\\u0000'"), "ERR where: NUL character in the string starting at position 8");
+        assert_string_equal(ids("name = '\\uDE00'"),
+                            "ERR where: bad \\u escape in the string starting at position 9");
+        assert_string_equal(ids("name = '\\u12'"),
+                            "ERR where: bad \\u escape in the string starting at position 9");
+        assert_string_equal(ids("name = '\\xZZ'"),
+                            "ERR where: bad \\x escape in the string starting at position 9");
+        assert_string_equal(ids("name = '\\0'"),
+                            "ERR where: NUL character in the string starting at position 8");
+        assert_string_equal(ids("name = '\\x00'"),
+                            "ERR where: NUL character in the string starting at position 8");
+        assert_string_equal(ids("name = '\\u0000'"),
+                            "ERR where: NUL character in the string starting at position 8");
         assert_string_equal(ids("name = 'abc"), "ERR where: unterminated string starting at position 8");
         assert_string_equal(ids("name = \"abc'"), "ERR where: unterminated string starting at position 8");
         assert_string_equal(ids("name = 'abc\\"), "ERR where: unterminated string starting at position 8");
-        assert_string_equal(ids("`name = 1"), "ERR where: unterminated back-quoted name starting at position 1");
+        assert_string_equal(ids("`name = 1"),
+                            "ERR where: unterminated back-quoted name starting at position 1");
         assert_string_equal(ids("`` = 1"), "ERR where: empty back-quoted name at position 1");
         assert_string_equal(ids("`nope` = 1"), "ERR Unknown field: nope");
         assert_string_equal(ids("free_spaces = 1.2.3"), "ERR where: unexpected '.3' at position 18");
-        assert_string_equal(ids("free_spaces = 12abc"), "ERR where: unexpected 'abc' after a number at position 17");
+        assert_string_equal(ids("free_spaces = 12abc"),
+                            "ERR where: unexpected 'abc' after a number at position 17");
         assert_string_equal(ids("free_spaces = 1e999"), "ERR where: bad number at position 15");
         /* A huge integer is read as a double. */
-        assert_string_equal(ids("free_spaces < 99999999999999999999999"), "issy-p01,issy-p02,issy-p04,paris-p05");
+        assert_string_equal(ids("free_spaces < 99999999999999999999999"),
+                            "issy-p01,issy-p02,issy-p04,paris-p05");
 }
 
 static void test_type_leniency(void **state)
@@ -405,21 +420,27 @@ static void test_type_leniency(void **state)
                             "ERR where: 'abc' is not a number (field 'free_spaces' is int) at position 15");
         assert_string_equal(ids("free_spaces = ' 12'"),
                             "ERR where: ' 12' is not a number (field 'free_spaces' is int) at position 15");
-        assert_string_equal(ids("occupancy_rate = true"),
-                            "ERR where: 'true' is not a number (field 'occupancy_rate' is double) at position 18");
-        assert_string_equal(ids("free_spaces = date'2026-01-01'"),
-                            "ERR where: '2026-01-01' is not a number (field 'free_spaces' is int) at position 15");
+        assert_string_equal(
+            ids("occupancy_rate = true"),
+            "ERR where: 'true' is not a number (field 'occupancy_rate' is double) at position 18");
+        assert_string_equal(
+            ids("free_spaces = date'2026-01-01'"),
+            "ERR where: '2026-01-01' is not a number (field 'free_spaces' is int) at position 15");
         assert_string_equal(ids("name = date'2026-01-01'"),
                             "ERR where: text field 'name' cannot be compared with a date at position 8");
         /* A string against a datetime field is a date; a number is refused. */
         assert_string_equal(ids("last_reported > '2026-03-14T08:05:00Z'"), "issy-p02,paris-p05");
-        assert_string_equal(ids("last_reported > 5"),
-                            "ERR where: datetime field 'last_reported' needs a date such as date'2026-03-14' at position 17");
-        assert_string_equal(ids("last_reported > 'tomorrow'"), "ERR where: 'tomorrow' is not a date at position 17");
-        assert_string_equal(ids("geo_point_2d = 1"),
-                            "ERR where: geo field 'geo_point_2d' only works in in_bbox(), within_distance() and IS NULL at position 1");
-        assert_string_equal(ids("geo_point_2d IN (1)"),
-                            "ERR where: geo field 'geo_point_2d' only works in in_bbox(), within_distance() and IS NULL at position 1");
+        assert_string_equal(
+            ids("last_reported > 5"),
+            "ERR where: datetime field 'last_reported' needs a date such as date'2026-03-14' at position 17");
+        assert_string_equal(ids("last_reported > 'tomorrow'"),
+                            "ERR where: 'tomorrow' is not a date at position 17");
+        assert_string_equal(
+            ids("geo_point_2d = 1"),
+            "ERR where: geo field 'geo_point_2d' only works in in_bbox(), within_distance() and IS NULL at position 1");
+        assert_string_equal(
+            ids("geo_point_2d IN (1)"),
+            "ERR where: geo field 'geo_point_2d' only works in in_bbox(), within_distance() and IS NULL at position 1");
         assert_string_equal(ids("free_spaces = geom'POINT(1 2)'"),
                             "ERR where: geom literals only work in within_distance() at position 15");
         /* Booleans: true/false, 1/0, and the strings "true"/"false". */
@@ -430,9 +451,11 @@ static void test_type_leniency(void **state)
         req.where = "is_open != true";
         assert_string_equal(run(&bikes, &req), "b,c");
         req.where = "is_open = 'yes'";
-        assert_string_equal(run(&bikes, &req), "ERR where: 'yes' is not a boolean (field 'is_open') at position 11");
+        assert_string_equal(run(&bikes, &req),
+                            "ERR where: 'yes' is not a boolean (field 'is_open') at position 11");
         req.where = "is_open = 2";
-        assert_string_equal(run(&bikes, &req), "ERR where: '2' is not a boolean (field 'is_open') at position 11");
+        assert_string_equal(run(&bikes, &req),
+                            "ERR where: '2' is not a boolean (field 'is_open') at position 11");
         req.where = NULL;
         req.refine = (const char *const[]){"is_open:false"};
         req.n_refine = 1;
@@ -522,7 +545,8 @@ static void test_dates_dst(void **state)
         req.where = "bucket_start = date'yesterday'";
         assert_string_equal(run(occupancy, &req), "ERR where: 'yesterday' is not a date at position 16");
         req.where = "bucket_start = date'2026-03-29T25:00:00'";
-        assert_string_equal(run(occupancy, &req), "ERR where: '2026-03-29T25:00:00' is not a date at position 16");
+        assert_string_equal(run(occupancy, &req),
+                            "ERR where: '2026-03-29T25:00:00' is not a date at position 16");
         req.where = NULL;
 
         /* updated_since: rows changed at or after the instant. */
@@ -567,36 +591,45 @@ static void test_geo(void **state)
         assert_true(fabs(cp_distance_m(48.8241, 2.2701, 48.8566, 2.3522) - 7011.48) < 0.01);
         assert_true(cp_distance_m(0, 0, 0, 180) > 20015000 && cp_distance_m(0, 0, 0, 180) < 20016000);
 
-        assert_string_equal(ids("in_bbox(geo_point_2d, 48.82, 2.26, 48.83, 2.28)"), "issy-p01,issy-p02,issy-p03");
-        assert_string_equal(ids("in_bbox(geo_point_2d, 48.83, 2.28, 48.82, 2.26)"), "issy-p01,issy-p02,issy-p03");
-        assert_string_equal(ids("in_bbox(geo_point_2d, 48.82, 2.28, 48.83, 2.26)"), "issy-p01,issy-p02,issy-p03");
+        assert_string_equal(ids("in_bbox(geo_point_2d, 48.82, 2.26, 48.83, 2.28)"),
+                            "issy-p01,issy-p02,issy-p03");
+        assert_string_equal(ids("in_bbox(geo_point_2d, 48.83, 2.28, 48.82, 2.26)"),
+                            "issy-p01,issy-p02,issy-p03");
+        assert_string_equal(ids("in_bbox(geo_point_2d, 48.82, 2.28, 48.83, 2.26)"),
+                            "issy-p01,issy-p02,issy-p03");
         assert_string_equal(ids("in_bbox(geo_point_2d, 48.824, 2.27, 48.828, 2.271)"), "issy-p01");
         assert_string_equal(ids("NOT in_bbox(geo_point_2d, 48.82, 2.26, 48.83, 2.28)"), "issy-p04,paris-p05");
         assert_string_equal(ids("IN_BBOX(`geo_point_2d`, 40, -10, 50, 10) AND status = 'open'"), "issy-p01");
 
         /* From p01: p02 is 500.38 m away, p03 753.27 m, p05 7011.48 m. */
-        assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.2701 48.8241)', 500m)"), "issy-p01");
+        assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.2701 48.8241)', 500m)"),
+                            "issy-p01");
         assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.2701 48.8241)', 501m)"),
                             "issy-p01,issy-p02");
         assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.2701 48.8241)', 500.4)"),
                             "issy-p01,issy-p02");
-        assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.2701 48.8241)', 0.5km)"), "issy-p01");
-        assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.2701 48.8241)', 0.31mi)"), "issy-p01");
+        assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.2701 48.8241)', 0.5km)"),
+                            "issy-p01");
+        assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.2701 48.8241)', 0.31mi)"),
+                            "issy-p01");
         assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.2701 48.8241)', 0.32mi)"),
                             "issy-p01,issy-p02");
         assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.2701 48.8241)', 550yd)"),
                             "issy-p01,issy-p02");
-        assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.2701 48.8241)', 1640ft)"), "issy-p01");
+        assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.2701 48.8241)', 1640ft)"),
+                            "issy-p01");
         assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.2701 48.8241)', 1 km)"),
                             "issy-p01,issy-p02,issy-p03");
         assert_string_equal(ids("within_distance(geo_point_2d, geom'point (2.2701  48.8241)', 7011m)"),
                             "issy-p01,issy-p02,issy-p03");
         assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.2701 48.8241)', 7012m)"),
                             "issy-p01,issy-p02,issy-p03,paris-p05");
-        assert_string_equal(ids("within_distance(geo_point_2d, geom'{\"type\":\"Point\",\"coordinates\":[2.2701,48.8241]}', 501m)"),
-                            "issy-p01,issy-p02");
-        assert_string_equal(ids("within_distance(geo_point_2d, geom'{\"type\":\"Feature\",\"geometry\":{\"type\":\"Point\",\"coordinates\":[2.2701,48.8241]}}', 501m)"),
-                            "issy-p01,issy-p02");
+        assert_string_equal(
+            ids("within_distance(geo_point_2d, geom'{\"type\":\"Point\",\"coordinates\":[2.2701,48.8241]}', 501m)"),
+            "issy-p01,issy-p02");
+        assert_string_equal(
+            ids("within_distance(geo_point_2d, geom'{\"type\":\"Feature\",\"geometry\":{\"type\":\"Point\",\"coordinates\":[2.2701,48.8241]}}', 501m)"),
+            "issy-p01,issy-p02");
         /* A huge radius, and one around a pole, skip the longitude prefilter but stay exact. */
         assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(0 0)', 20100km)"),
                             "issy-p01,issy-p02,issy-p03,paris-p05");
@@ -609,8 +642,9 @@ static void test_geo(void **state)
         /* Errors. */
         assert_string_equal(ids("in_bbox(name, 1, 2, 3, 4)"),
                             "ERR where: in_bbox() needs a geo_point_2d field, 'name' is text at position 1");
-        assert_string_equal(ids("within_distance(free_spaces, geom'POINT(1 2)', 5m)"),
-                            "ERR where: within_distance() needs a geo_point_2d field, 'free_spaces' is int at position 1");
+        assert_string_equal(
+            ids("within_distance(free_spaces, geom'POINT(1 2)', 5m)"),
+            "ERR where: within_distance() needs a geo_point_2d field, 'free_spaces' is int at position 1");
         assert_string_equal(ids("in_bbox(geo_point_2d, 48.82, 2.26, 48.83)"),
                             "ERR where: in_bbox() takes 5 arguments, not 4 at position 1");
         assert_string_equal(ids("in_bbox(geo_point_2d, 1, 2, 3, 4, 5, 6, 7, 8, 9)"),
@@ -624,26 +658,36 @@ static void test_geo(void **state)
         assert_string_equal(ids("in_bbox(3, 1, 2, 3, 4)"),
                             "ERR where: in_bbox() argument 1 must be a field name at position 9");
         assert_string_equal(ids("in_bbox(nope, 1, 2, 3, 4)"), "ERR Unknown field: nope");
-        assert_string_equal(ids("within_distance(geo_point_2d, 'POINT(1 2)', 5m)"),
-                            "ERR where: within_distance() argument 2 must be geom'POINT(lon lat)' at position 31");
-        assert_string_equal(ids("within_distance(geo_point_2d, geom'LINESTRING(1 2, 3 4)', 5m)"),
-                            "ERR where: within_distance() argument 2 must be geom'POINT(lon lat)' at position 31");
-        assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(1 2 3)', 5m)"),
-                            "ERR where: within_distance() argument 2 must be geom'POINT(lon lat)' at position 31");
-        assert_string_equal(ids("within_distance(geo_point_2d, geom'{\"type\":\"Point\"}', 5m)"),
-                            "ERR where: within_distance() argument 2 must be geom'POINT(lon lat)' at position 31");
-        assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(48.8 200)', 5m)"),
-                            "ERR where: within_distance() point is not a longitude and a latitude at position 31");
-        assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.27 48.82)', 5parsecs)"),
-                            "ERR where: unknown distance unit (use m, km, mi, yd, ft, cm or mm) at position 57");
+        assert_string_equal(
+            ids("within_distance(geo_point_2d, 'POINT(1 2)', 5m)"),
+            "ERR where: within_distance() argument 2 must be geom'POINT(lon lat)' at position 31");
+        assert_string_equal(
+            ids("within_distance(geo_point_2d, geom'LINESTRING(1 2, 3 4)', 5m)"),
+            "ERR where: within_distance() argument 2 must be geom'POINT(lon lat)' at position 31");
+        assert_string_equal(
+            ids("within_distance(geo_point_2d, geom'POINT(1 2 3)', 5m)"),
+            "ERR where: within_distance() argument 2 must be geom'POINT(lon lat)' at position 31");
+        assert_string_equal(
+            ids("within_distance(geo_point_2d, geom'{\"type\":\"Point\"}', 5m)"),
+            "ERR where: within_distance() argument 2 must be geom'POINT(lon lat)' at position 31");
+        assert_string_equal(
+            ids("within_distance(geo_point_2d, geom'POINT(48.8 200)', 5m)"),
+            "ERR where: within_distance() point is not a longitude and a latitude at position 31");
+        assert_string_equal(
+            ids("within_distance(geo_point_2d, geom'POINT(2.27 48.82)', 5parsecs)"),
+            "ERR where: unknown distance unit (use m, km, mi, yd, ft, cm or mm) at position 57");
         assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.27 48.82)', -5m)"),
                             "ERR where: within_distance() needs a distance of 0 or more at position 56");
-        assert_string_equal(ids("within_distance(geo_point_2d, geom'POINT(2.27 48.82)', 'far')"),
-                            "ERR where: within_distance() argument 3 must be a distance such as 500m at position 56");
-        assert_string_equal(ids("distance(geo_point_2d, 1)"), "ERR where: unknown function 'distance' at position 1");
+        assert_string_equal(
+            ids("within_distance(geo_point_2d, geom'POINT(2.27 48.82)', 'far')"),
+            "ERR where: within_distance() argument 3 must be a distance such as 500m at position 56");
+        assert_string_equal(ids("distance(geo_point_2d, 1)"),
+                            "ERR where: unknown function 'distance' at position 1");
         assert_string_equal(ids("sleep(10) = 1"), "ERR where: unknown function 'sleep' at position 1");
-        assert_string_equal(ids("in_bbox(geo_point_2d, 1, 2, 3, 4"), "ERR where: unexpected end of text at position 33");
-        assert_string_equal(ids("in_bbox(geo_point_2d, 1, 2, 3, 4,)"), "ERR where: unexpected ')' at position 34");
+        assert_string_equal(ids("in_bbox(geo_point_2d, 1, 2, 3, 4"),
+                            "ERR where: unexpected end of text at position 33");
+        assert_string_equal(ids("in_bbox(geo_point_2d, 1, 2, 3, 4,)"),
+                            "ERR where: unexpected ')' at position 34");
 }
 
 static void test_select(void **state)
@@ -713,11 +757,13 @@ static void test_order_by(void **state)
         req.order_by = "nope desc";
         assert_string_equal(run(parking, &req), "ERR Unknown field: nope");
         req.order_by = "name sideways";
-        assert_string_equal(run(parking, &req),
-                            "ERR order_by: expected 'field', 'field asc' or 'field desc', got 'name sideways'");
+        assert_string_equal(
+            run(parking, &req),
+            "ERR order_by: expected 'field', 'field asc' or 'field desc', got 'name sideways'");
         req.order_by = "name desc; DROP TABLE parking_availability";
-        assert_string_equal(run(parking, &req),
-                            "ERR order_by: expected 'field', 'field asc' or 'field desc', got 'name desc; DROP TABLE parking_availabili...'");
+        assert_string_equal(
+            run(parking, &req),
+            "ERR order_by: expected 'field', 'field asc' or 'field desc', got 'name desc; DROP TABLE parking_availabili...'");
         req.order_by = "name,,status";
         assert_string_equal(run(parking, &req), "ERR order_by: empty field name");
         req.order_by = "random()";
@@ -862,7 +908,8 @@ static void test_refine_exclude(void **state)
         req.refine = (const char *const[]){"status"};
         assert_string_equal(run(parking, &req), "ERR refine: expected field:value, got 'status'");
         req.refine = (const char *const[]){"free_spaces:many"};
-        assert_string_equal(run(parking, &req), "ERR refine: 'many' is not a number (field 'free_spaces' is int)");
+        assert_string_equal(run(parking, &req),
+                            "ERR refine: 'many' is not a number (field 'free_spaces' is int)");
         req.refine = (const char *const[]){"geo_point_2d:48.8,2.2"};
         assert_string_equal(run(parking, &req), "ERR refine: geo field 'geo_point_2d' cannot be refined");
         req.refine = (const char *const[]){"name:'; DROP TABLE parking_availability; --"};
@@ -923,6 +970,22 @@ static void test_limits(void **state)
         assert_string_equal(ids(t), "issy-p01");
         free(s);
         free(t);
+        /* The same nested to the left; the planner must stay linear (it once was exponential here). */
+        {
+                struct cp_buf b = CP_BUF_INIT;
+                struct timespec t0, t1;
+
+                for (int i = 0; i < 32; i++)
+                        cp_buf_putc(&b, '(');
+                cp_buf_puts(&b, "free_spaces = 0");
+                for (int i = 0; i < 32; i++)
+                        cp_buf_puts(&b, i % 2 ? " OR free_spaces = 5)" : " AND free_spaces < 10)");
+                (void)clock_gettime(CLOCK_MONOTONIC, &t0);
+                assert_string_equal(ids(b.p), "issy-p02,issy-p04");
+                (void)clock_gettime(CLOCK_MONOTONIC, &t1);
+                assert_true(t1.tv_sec - t0.tv_sec < 2);
+                cp_buf_free(&b);
+        }
         s = repeat("", "NOT ", 32, "free_spaces = 0");
         assert_string_equal(ids(s), "issy-p02");
         free(s);
@@ -965,10 +1028,12 @@ static void test_limits(void **state)
         free(s);
         /* Other parameters are bounded too. */
         s = repeat("name", ",name", 1000, "");
-        assert_string_equal(run(parking, &(struct cp_odsql_request){.select = s}), "ERR select: longer than 4096 bytes");
+        assert_string_equal(run(parking, &(struct cp_odsql_request){.select = s}),
+                            "ERR select: longer than 4096 bytes");
         free(s);
         s = repeat("name", ",name", 100, "");
-        assert_string_equal(run(parking, &(struct cp_odsql_request){.order_by = s}), "ERR order_by: more than 32 fields");
+        assert_string_equal(run(parking, &(struct cp_odsql_request){.order_by = s}),
+                            "ERR order_by: more than 32 fields");
         free(s);
         tables_intact();
 }
@@ -979,25 +1044,30 @@ static void test_syntax_errors(void **state)
         assert_string_equal(ids("free_spaces > 1)"), "ERR where: unexpected ')' at position 16");
         assert_string_equal(ids("(free_spaces > 1"), "ERR where: missing ')' at position 17");
         assert_string_equal(ids("free_spaces >"), "ERR where: unexpected end of text at position 14");
-        assert_string_equal(ids("free_spaces"), "ERR where: expected an operator after 'free_spaces' at position 12");
+        assert_string_equal(ids("free_spaces"),
+                            "ERR where: expected an operator after 'free_spaces' at position 12");
         assert_string_equal(ids("free_spaces == 1"), "ERR where: unexpected '=' at position 14");
         assert_string_equal(ids("free_spaces = 1 AND"), "ERR where: unexpected end of text at position 20");
         assert_string_equal(ids("AND free_spaces = 1"), "ERR where: unexpected 'AND' at position 1");
-        assert_string_equal(ids("free_spaces = 1 free_spaces = 2"), "ERR where: unexpected 'free_spaces' at position 17");
+        assert_string_equal(ids("free_spaces = 1 free_spaces = 2"),
+                            "ERR where: unexpected 'free_spaces' at position 17");
         assert_string_equal(ids("()"), "ERR where: unexpected ')' at position 2");
         assert_string_equal(ids("1"), "ERR where: unexpected end of text at position 2");
         assert_string_equal(ids("1 = 1"), "ERR where: unexpected '1' at position 5");
         assert_string_equal(ids("true"), "ERR where: unexpected end of text at position 5");
-        assert_string_equal(ids("free_spaces = free_spaces"), "ERR where: unexpected 'free_spaces' at position 15");
+        assert_string_equal(ids("free_spaces = free_spaces"),
+                            "ERR where: unexpected 'free_spaces' at position 15");
         assert_string_equal(ids("free_spaces = 1 ; 2"), "ERR where: unexpected character ';' at position 17");
         assert_string_equal(ids("free_spaces = 1 # 2"), "ERR where: unexpected character '#' at position 17");
-        assert_string_equal(ids("free_spaces = 1 -- 2"), "ERR where: unexpected character '-' at position 17");
+        assert_string_equal(ids("free_spaces = 1 -- 2"),
+                            "ERR where: unexpected character '-' at position 17");
         assert_string_equal(ids("name = 'é' é"), "ERR where: unexpected character 'é' at position 12");
         assert_string_equal(ids("free_spaces ! 1"), "ERR where: unexpected character '!' at position 13");
         assert_string_equal(ids("free_spaces = 1 ) OR (1"), "ERR where: unexpected ')' at position 17");
         assert_string_equal(ids("free_spaces = ["), "ERR where: unexpected '[' at position 15");
         assert_string_equal(ids("free_spaces IN 1"), "ERR where: unexpected '1' at position 16");
-        assert_string_equal(ids("free_spaces IN [1 .. 2"), "ERR where: unexpected end of text at position 23");
+        assert_string_equal(ids("free_spaces IN [1 .. 2"),
+                            "ERR where: unexpected end of text at position 23");
         assert_string_equal(ids("free_spaces IN [1 , 2]"), "ERR where: unexpected ',' at position 19");
         assert_string_equal(ids("in = 1"), "ERR where: unexpected 'in' at position 1");
         assert_string_equal(ids("free_spaces = 1 AND date = 3"), "ERR Unknown field: date");
@@ -1026,7 +1096,8 @@ static void test_injection(void **state)
         assert_string_equal(ids("name = ''; DROP TABLE parking_availability; --"),
                             "ERR where: unexpected character ';' at position 10");
         assert_string_equal(ids("name = '; DROP TABLE parking_availability; --'"), "");
-        assert_string_equal(ids("name = \"x\" OR 1=1; --"), "ERR where: unexpected character ';' at position 18");
+        assert_string_equal(ids("name = \"x\" OR 1=1; --"),
+                            "ERR where: unexpected character ';' at position 18");
         assert_string_equal(ids("name = \"x\" OR 1=1"), "ERR where: unexpected '1' at position 17");
         assert_string_equal(ids("`name\"; DROP TABLE parking_availability; --` = 1"),
                             "ERR Unknown field: name\"; DROP TABLE parking_availability; ...");
@@ -1034,9 +1105,11 @@ static void test_injection(void **state)
                             "ERR where: unexpected 'UNION' at position 12");
         assert_string_equal(ids("name = \"\\\""), "ERR where: unterminated string starting at position 8");
         assert_string_equal(ids("name = '''"), "ERR where: unterminated string starting at position 8");
-        assert_string_equal(ids("name = \"abc\" AND status = 'x"), "ERR where: unterminated string starting at position 27");
+        assert_string_equal(ids("name = \"abc\" AND status = 'x"),
+                            "ERR where: unterminated string starting at position 27");
         /* A NUL ends the C string the HTTP layer hands over; what is left must still parse. */
-        assert_string_equal(ids("name = 'a\0' OR 1 = 1"), "ERR where: unterminated string starting at position 8");
+        assert_string_equal(ids("name = 'a\0' OR 1 = 1"),
+                            "ERR where: unterminated string starting at position 8");
         /* Invalid UTF-8: a stray continuation byte, a cut sequence, an overlong '/', a surrogate. */
         assert_string_equal(ids("name = '\x80'"), "ERR where: invalid UTF-8 at position 9");
         assert_string_equal(ids("name = 'é\xc3'"), "ERR where: invalid UTF-8 at position 10");
@@ -1106,7 +1179,8 @@ static void test_bind(void **state)
                 cp_odsql_plan_done(&plan);
         }
         req = (struct cp_odsql_request){.where = "in_bbox(geo_point_2d, 1, 2, 3, 4)"};
-        assert_int_equal(cp_odsql_plan(cp_dataset_find("energy-live"), &req, &plan, err, sizeof(err)), -EINVAL);
+        assert_int_equal(cp_odsql_plan(cp_dataset_find("energy-live"), &req, &plan, err, sizeof(err)),
+                         -EINVAL);
         assert_string_equal(err, "Unknown field: geo_point_2d");
         cp_odsql_plan_done(&plan);
         /* A tiny error buffer is filled safely. */
@@ -1119,24 +1193,15 @@ static void test_bind(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_defaults),
-            cmocka_unit_test(test_comparisons),
-            cmocka_unit_test(test_logic),
-            cmocka_unit_test(test_in_null_range),
-            cmocka_unit_test(test_like_and_text),
-            cmocka_unit_test(test_string_literals),
-            cmocka_unit_test(test_type_leniency),
-            cmocka_unit_test(test_dates_dst),
-            cmocka_unit_test(test_timezone),
-            cmocka_unit_test(test_geo),
-            cmocka_unit_test(test_select),
-            cmocka_unit_test(test_order_by),
-            cmocka_unit_test(test_paging),
-            cmocka_unit_test(test_refine_exclude),
-            cmocka_unit_test(test_limits),
-            cmocka_unit_test(test_syntax_errors),
-            cmocka_unit_test(test_injection),
-            cmocka_unit_test(test_bind),
+            cmocka_unit_test(test_defaults),      cmocka_unit_test(test_comparisons),
+            cmocka_unit_test(test_logic),         cmocka_unit_test(test_in_null_range),
+            cmocka_unit_test(test_like_and_text), cmocka_unit_test(test_string_literals),
+            cmocka_unit_test(test_type_leniency), cmocka_unit_test(test_dates_dst),
+            cmocka_unit_test(test_timezone),      cmocka_unit_test(test_geo),
+            cmocka_unit_test(test_select),        cmocka_unit_test(test_order_by),
+            cmocka_unit_test(test_paging),        cmocka_unit_test(test_refine_exclude),
+            cmocka_unit_test(test_limits),        cmocka_unit_test(test_syntax_errors),
+            cmocka_unit_test(test_injection),     cmocka_unit_test(test_bind),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);
