@@ -512,12 +512,22 @@ static void on_stats(uv_timer_t *t)
 
         d->last_summary_messages = in->messages;
         cp_ingest_expire_complaints(&d->ingest, cp_now_ms(), d->cfg->log_summary_interval_ms);
+        char push[256] = "";
+
+        if (d->push_running)
+                snprintf(push, sizeof(push),
+                         " push_queue=%" PRId64 " push_records_sent=%" PRIu64 " push_failures=%" PRIu64
+                         " push_dropped=%" PRIu64,
+                         d->push.stats.queue_rows, d->push.stats.records_sent, d->push.stats.failures,
+                         d->push.stats.dropped_records);
         cp_log(CP_LOG_INFO, "stats",
                "summary messages=%" PRIu64 " per_s=%.1f readings=%" PRIu64 " stored=%" PRIu64 " rejects=%" PRIu64
-               " no_route=%" PRIu64 " journal_errors=%" PRIu64 " store_queue=%" PRId64 " mqtt=%s unregistered=%zu",
+               " no_route=%" PRIu64 " journal_errors=%" PRIu64 " store_queue=%" PRId64 " mqtt=%s unregistered=%zu"
+               " bucket_rows=%" PRIu64 " bucket_revisions=%" PRIu64 " buckets_dirty=%" PRId64 "%s",
                in->messages, (double)dm / secs, in->readings, atomic_load(&d->storeq.readings_stored), in->rejects,
                in->no_route, in->journal_errors, atomic_load(&d->storeq.queue_depth),
-               cp_mqtt_state_name(d->mqtt.state), d->live.n_unregistered);
+               cp_mqtt_state_name(d->mqtt.state), d->live.n_unregistered, atomic_load(&d->storeq.bstats.rows),
+               atomic_load(&d->storeq.bstats.revisions), atomic_load(&d->storeq.bstats.dirty), push);
         snprintf(status, sizeof(status), "STATUS=mqtt %s, %" PRIu64 " messages (%.0f/s), %" PRIu64 " stored, %" PRIu64 " rejected",
                  cp_mqtt_state_name(d->mqtt.state), in->messages, (double)dm / secs,
                  atomic_load(&d->storeq.readings_stored), in->rejects);
