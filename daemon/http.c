@@ -198,7 +198,13 @@ static void run_listener(struct cp_http_listener *l)
 
         if (!l->d)
                 return;
-        MHD_run(l->d);
+        /* While MHD says it has work right now (a large response still being sent), give it a few more
+         * turns before yielding to the loop: each turn writes one chunk. */
+        for (int i = 0; i < 8; i++) {
+                MHD_run(l->d);
+                if (MHD_get_timeout(l->d, &to) != MHD_YES || to != 0)
+                        break;
+        }
         /* "Now" becomes 1 ms: a 0 ms timer re-armed from its own callback would run again within the
          * same timer phase (libuv 1.44) and starve every other handle while MHD has work. */
         if (MHD_get_timeout(l->d, &to) == MHD_YES)
@@ -314,6 +320,9 @@ int cp_http_start(struct cp_http *h, uv_loop_t *loop, const struct cp_config *c,
                                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
                                         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
                                         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+                                        /* main() ignores SIGPIPE: MHD may then sendfile() fd responses
+                                         * (exports, the shared facility list) instead of copying them */
+                                        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)1,
                                         MHD_OPTION_END);
                 if (!l->d) {
                         snprintf(err, errlen, "http.listen %s: cannot listen (address in use or not available)",

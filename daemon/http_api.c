@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#include <unistd.h>
+#include <sys/mman.h>
 
 #include "citypulse/cp_common.h"
 #include "daemon.h"
@@ -248,6 +250,38 @@ void cp_api_cache_drop(struct cp_daemon *d)
         memset(&d->parkings_cache, 0, sizeof(d->parkings_cache));
 }
 
+/* A response over an anonymous in-memory file holding body, which MHD sends with sendfile(): the
+ * polled facility list goes out without being copied into every socket by the loop thread. Takes
+ * body; falls back to a plain buffer response. */
+static struct MHD_Response *shared_response_take(char *body, size_t len)
+{
+        struct MHD_Response *r;
+        size_t o = 0;
+        int fd = memfd_create("citypulse-response", MFD_CLOEXEC);
+
+        while (fd >= 0 && o < len) {
+                ssize_t w = write(fd, body + o, len - o);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0) {
+                        close(fd);
+                        fd = -1;
+                        break;
+                }
+                o += (size_t)w;
+        }
+        if (fd >= 0 && (r = MHD_create_response_from_fd((uint64_t)len, fd))) {
+                free(body);
+                return r;
+        }
+        if (fd >= 0)
+                close(fd);
+        r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+        if (!r)
+                free(body);
+        return r;
+}
+
 /* Renders the facility list into the shared response when the data (or staleness) changed. */
 static int render_parkings(struct cp_daemon *d, int64_t now)
 {
@@ -271,21 +305,20 @@ static int render_parkings(struct cp_daemon *d, int64_t now)
         if (!body)
                 return -ENOMEM;
         {
-                size_t zl = 0;
-                char *z = gzip_body(body, strlen(body), &zl);
-                struct MHD_Response *rz = z ? MHD_create_response_from_buffer(zl, z, MHD_RESPMEM_MUST_FREE) : NULL;
+                size_t zl = 0, len = strlen(body);
+                char *z = gzip_body(body, len, &zl);
+                struct MHD_Response *rz = z ? shared_response_take(z, zl) : NULL;
+                char etag[sizeof(c->etag)];
 
-                if (z && !rz)
-                        free(z);
-                r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+                make_etag(etag, sizeof(etag), body, len);
+                r = shared_response_take(body, len);
                 if (!r) {
-                        free(body);
                         if (rz)
                                 MHD_destroy_response(rz);
                         return -ENOMEM;
                 }
                 cp_api_cache_drop(d);
-                make_etag(c->etag, sizeof(c->etag), body, strlen(body));
+                memcpy(c->etag, etag, sizeof(etag));
                 cp_api_common_headers(r, c->etag, d->cfg->http_ttl_ms / 1000, true, "application/json; charset=utf-8");
                 MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
                 if (rz) {
