@@ -876,6 +876,14 @@ struct en_row {
         struct cp_agg_counter imp, exp;
 };
 
+/* Published means, rates and increases are rounded to 6 decimals: more is noise for a portal, and the
+ * exports write such values without printf (the internal columns keep the exact sums parents are
+ * merged from). */
+static double round6(double v)
+{
+        return isfinite(v) && fabs(v) < 1e9 ? round(v * 1e6) / 1e6 : v;
+}
+
 static void bind_opt_double(sqlite3_stmt *st, int i, bool has, double v)
 {
         if (has && isfinite(v))
@@ -1007,13 +1015,14 @@ static int wrote(struct cp_bucket *b, sqlite3_stmt *st, int p, enum etype e, con
 static int write_occ(struct cp_bucket *b, int p, const struct t_fac *f, const struct cp_agg_occupancy *o)
 {
         sqlite3_stmt *st = b->up_occ[p];
-        double rate = 0, cov = cp_agg_occupancy_coverage(o);
+        double rate = 0, cov = round6(cp_agg_occupancy_coverage(o));
         bool has_rate = cp_agg_occupancy_rate(o, &rate);
         int rc;
         int64_t rev;
 
         if (o->known_spot_ms <= 0 && o->samples == 0)
                 return 0;
+        rate = round6(rate);
         sqlite3_bind_text(st, 1, f->id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, o->t0);
         sqlite3_bind_int64(st, 3, o->t1);
@@ -1068,14 +1077,16 @@ static int write_en(struct cp_bucket *b, int p, enum etype e, const char *id, co
 {
         sqlite3_stmt *st = b->up_en[p];
         const struct cp_agg_gauge *g = &x->g;
-        double mean = 0, cov = g->t1 > g->t0 ? (double)g->known_ms / (double)(g->t1 - g->t0) : 0;
+        double mean = 0, cov = round6(g->t1 > g->t0 ? (double)g->known_ms / (double)(g->t1 - g->t0) : 0);
         bool has_mean = cp_agg_gauge_mean(g, &mean), known = g->known_ms > 0;
+        double imp_r = round6(x->imp.increase), exp_r = round6(x->exp.increase);
         uint32_t samples = CP_MAX(g->samples, CP_MAX(x->imp.samples, x->exp.samples));
         int rc;
         int64_t rev;
 
         if (g->known_ms <= 0 && g->samples == 0 && x->imp.samples == 0 && x->exp.samples == 0)
                 return 0;
+        mean = round6(mean);
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
         if (district)
@@ -1085,8 +1096,8 @@ static int write_en(struct cp_bucket *b, int p, enum etype e, const char *id, co
         sqlite3_bind_int64(st, 4, g->t0);
         sqlite3_bind_int64(st, 5, g->t1);
         sqlite3_bind_int64(st, 6, b->now);
-        bind_opt_double(st, 7, x->imp.samples > 0, x->imp.increase);
-        bind_opt_double(st, 8, x->exp.samples > 0, x->exp.increase);
+        bind_opt_double(st, 7, x->imp.samples > 0, imp_r);
+        bind_opt_double(st, 8, x->exp.samples > 0, exp_r);
         bind_opt_double(st, 9, has_mean, mean);
         bind_opt_double(st, 10, known, g->min);
         bind_opt_double(st, 11, known, g->max);
@@ -1112,8 +1123,8 @@ static int write_en(struct cp_bucket *b, int p, enum etype e, const char *id, co
                         json_object_set_new(rec, "district", district ? json_string(district) : json_null());
                         json_object_set_new(rec, "bucket_start", json_string(iso(i0, sizeof(i0), g->t0)));
                         json_object_set_new(rec, "bucket_end", json_string(iso(i1, sizeof(i1), g->t1)));
-                        json_object_set_new(rec, "energy_import_kwh", jnum_or_null(x->imp.samples > 0, x->imp.increase));
-                        json_object_set_new(rec, "energy_export_kwh", jnum_or_null(x->exp.samples > 0, x->exp.increase));
+                        json_object_set_new(rec, "energy_import_kwh", jnum_or_null(x->imp.samples > 0, imp_r));
+                        json_object_set_new(rec, "energy_export_kwh", jnum_or_null(x->exp.samples > 0, exp_r));
                         json_object_set_new(rec, "power_w_mean", jnum_or_null(has_mean, mean));
                         json_object_set_new(rec, "power_w_min", jnum_or_null(known, g->min));
                         json_object_set_new(rec, "power_w_max", jnum_or_null(known, g->max));

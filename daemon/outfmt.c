@@ -1,6 +1,8 @@
 /* outfmt.c - see outfmt.h. */
 #include "outfmt.h"
 
+#include "citypulse/cp_tz.h"
+
 #include "citypulse/cp_common.h"
 #include "citypulse/cp_driver.h"
 #include "timefmt.h"
@@ -72,6 +74,7 @@ void cp_outw_init(struct cp_outw *w, enum cp_outfmt fmt, const struct cp_ods_fie
         w->bom = true;
         w->total_count = -1;
         w->geo = n;
+        w->day = INT64_MIN;
         for (size_t i = 0; i < n; i++) {
                 if (fields[i]->type == CP_ODS_GEO_POINT) {
                         w->geo = i;
@@ -249,6 +252,79 @@ static void read_val(const struct cp_ods_field *f, sqlite3_stmt *st, int col, st
         }
 }
 
+/* Decimal digits of v into buf (no NUL); returns their count. */
+static size_t put_i64(char *buf, int64_t v)
+{
+        char d[24];
+        uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+        size_t n = 0, o = 0;
+
+        do
+                d[n++] = (char)('0' + u % 10);
+        while ((u /= 10) > 0);
+        if (v < 0)
+                buf[o++] = '-';
+        while (n)
+                buf[o++] = d[--n];
+        return o;
+}
+
+static void two(char *p, int v)
+{
+        p[0] = (char)('0' + v / 10);
+        p[1] = (char)('0' + v % 10);
+}
+
+/* The text cp_time_iso() writes ("2026-03-01T11:00:00.123+01:00", "...Z" without a zone), without
+ * printf: the date part is kept while rows stay on the same local day. */
+static size_t put_time(struct cp_outw *w, char *buf, int64_t ms)
+{
+        int32_t off = w->tz ? cp_tz_offset_at(w->tz, ms) : 0;
+        int64_t local = ms + (int64_t)off * 1000;
+        int64_t day = local >= 0 ? local / 86400000 : -((-local + 86399999) / 86400000);
+        int64_t rem = local - day * 86400000;
+        size_t o;
+
+        if (day != w->day) {
+                int64_t y;
+                unsigned m, dd;
+
+                cp_civil_from_days(day, &y, &m, &dd);
+                snprintf(w->date, sizeof(w->date), "%04lld-%02u-%02u", (long long)y, m, dd);
+                w->day = day;
+        }
+        if (w->tz && (!w->off_set || off != w->off)) {
+                int a = off < 0 ? -off : off;
+                w->offs[0] = off < 0 ? '-' : '+';
+                two(w->offs + 1, a / 3600);
+                w->offs[3] = ':';
+                two(w->offs + 4, a / 60 % 60);
+                w->offs[6] = '\0';
+                w->off = off;
+                w->off_set = true;
+        }
+        o = strlen(w->date);
+        memcpy(buf, w->date, o);
+        buf[o++] = 'T';
+        two(buf + o, (int)(rem / 3600000));
+        buf[o + 2] = ':';
+        two(buf + o + 3, (int)(rem / 60000 % 60));
+        buf[o + 5] = ':';
+        two(buf + o + 6, (int)(rem / 1000 % 60));
+        buf[o + 8] = '.';
+        buf[o + 9] = (char)('0' + rem % 1000 / 100);
+        two(buf + o + 10, (int)(rem % 100));
+        o += 12;
+        if (w->tz) {
+                memcpy(buf + o, w->offs, 6);
+                o += 6;
+        } else {
+                buf[o++] = 'Z';
+        }
+        buf[o] = '\0';
+        return o;
+}
+
 static int n_cols(const struct cp_ods_field *f)
 {
         return f->type == CP_ODS_GEO_POINT ? 2 : 1;
@@ -268,8 +344,9 @@ static const char *val_text(const struct cp_outw *w, const struct val *v, char t
                 *len = v->len;
                 return v->s;
         case V_INT:
-                snprintf(tmp, CP_FMT_DOUBLE_MAX, "%lld", (long long)v->i);
-                break;
+                *len = put_i64(tmp, v->i);
+                tmp[*len] = '\0';
+                return tmp;
         case V_REAL:
                 cp_fmt_double(v->d, tmp, CP_FMT_DOUBLE_MAX);
                 break;
@@ -277,8 +354,8 @@ static const char *val_text(const struct cp_outw *w, const struct val *v, char t
                 strcpy(tmp, v->i ? "true" : "false");
                 break;
         case V_TIME:
-                cp_time_iso(tmp, CP_ISO_MAX, v->i, w->tz);
-                break;
+                *len = put_time((struct cp_outw *)(uintptr_t)w, tmp, v->i);
+                return tmp;
         case V_GEO:
                 cp_fmt_double(v->lat, tmp, CP_FMT_DOUBLE_MAX);
                 n = strlen(tmp);

@@ -75,6 +75,11 @@ struct cp_outw {
         /* private */
         size_t geo; /* geojson: index in fields of the geometry field; n_fields if none */
         bool total_done;
+        int64_t day;       /* times: the local day whose "YYYY-MM-DD" is in date (INT64_MIN: none) */
+        char date[16];
+        int32_t off;       /* the UTC offset whose "+HH:MM" is in offs */
+        char offs[8];
+        bool off_set;
 };
 
 /* Sets up a writer with the defaults above. fields are the output columns, in the order of the

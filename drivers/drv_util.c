@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -484,6 +485,41 @@ void cp_fmt_double(double d, char *buf, size_t size)
          * a double whose shortest form has p <= 15 significant digits (DBL_DIG) prints as exactly that
          * form under "%.15g", which drops trailing zeros, and for what reaches here (not whole, or
          * beyond 1e15) %.15g and %.<p>g agree on fixed or exponent notation. */
+        /* Most sensor values have at most 6 decimals: when the 6-decimal rounding reads back as d, it is
+         * the shortest form (trailing zeros dropped), written without printf. 1e-4 <= |d| < 1e9 keeps
+         * it where %g writes fixed notation too. */
+        if (fabs(d) >= 1e-4 && fabs(d) < 1e9 && size >= 32) {
+                int64_t k = llround(d * 1e6);
+
+                if ((double)k / 1e6 == d) {
+                        char digits[24];
+                        uint64_t u = (uint64_t)(k < 0 ? -k : k), ip = u / 1000000, fp = u % 1000000;
+                        size_t o = 0, n = 0;
+
+                        if (k < 0)
+                                buf[o++] = '-';
+                        do
+                                digits[n++] = (char)('0' + ip % 10);
+                        while ((ip /= 10) > 0);
+                        while (n)
+                                buf[o++] = digits[--n];
+                        if (fp) {
+                                int w = 6;
+                                while (fp % 10 == 0) {
+                                        fp /= 10;
+                                        w--;
+                                }
+                                buf[o++] = '.';
+                                for (int i = w - 1; i >= 0; i--) {
+                                        buf[o + (size_t)i] = (char)('0' + fp % 10);
+                                        fp /= 10;
+                                }
+                                o += (size_t)w;
+                        }
+                        buf[o] = '\0';
+                        return;
+                }
+        }
         if (fabs(d) < DBL_MIN) { /* subnormal: fewer digits of precision, the argument fails */
                 cp_fmt_double_g(d, buf, size);
                 return;

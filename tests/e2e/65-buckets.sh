@@ -72,7 +72,7 @@ wait_for 10 bash -c "[ \"\$(sqlite3 $T/data/citypulse.db \"$hq\")\" = 1 ]" || fa
 ttn spot-b true $((B + 600))
 wait_for 10 bash -c "[ \"\$(sqlite3 $T/data/citypulse.db \"SELECT revision FROM parking_occupancy_15min WHERE parking_id='S' AND bucket_start_ms=$BMS\")\" = 1 ]" ||
         fail "no revision: $(sql "$occ")"
-[ "$(sql "$occ")" = "0.416666666666667|1.0|1|2|1|4|1" ] || fail "revised row: $(sql "$occ")"
+[ "$(sql "$occ")" = "0.416667|1.0|1|2|1|4|1" ] || fail "revised row: $(sql "$occ")"
 wait_for 10 grep -q '^citypulse/buckets/parking-occupancy-15min/S .*"revision":1' "$T/buckets.out" ||
         fail "revision not republished: $(head -c 2000 "$T/buckets.out")"
 python3 - "$T/buckets.out" "$BMS" <<'PY' || fail "bucket messages"
@@ -92,13 +92,13 @@ PY
 # A duplicate (same sensor and time, other value) changes nothing.
 ttn spot-b false $((B + 600))
 sleep 3
-[ "$(sql "$occ")" = "0.416666666666667|1.0|1|2|1|4|1" ] || fail "a duplicate changed the row: $(sql "$occ")"
+[ "$(sql "$occ")" = "0.416667|1.0|1|2|1|4|1" ] || fail "a duplicate changed the row: $(sql "$occ")"
 stop_daemon
 # A clean restart recomputes nothing that was right.
 start_daemon
 wait_ready
 sleep 3
-[ "$(sql "$occ")" = "0.416666666666667|1.0|1|2|1|4|1" ] || fail "restart changed the row: $(sql "$occ")"
+[ "$(sql "$occ")" = "0.416667|1.0|1|2|1|4|1" ] || fail "restart changed the row: $(sql "$occ")"
 # Only buckets still open may wait (the current quarter, hour and day).
 [ "$(sql "SELECT count(*) FROM agg_dirty WHERE period = 0 OR (period IN (1, 2) AND t0 <= $BMS)")" = 0 ] ||
         fail "closed dirty buckets left: $(sql 'SELECT * FROM agg_dirty')"
