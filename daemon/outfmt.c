@@ -181,8 +181,21 @@ static const char *csv_esc(uint32_t cp, char tmp[8])
 static void put_csv_cell(const struct cp_outw *w, struct cp_buf *out, const char *s, size_t len)
 {
         bool quote = len == 0;
+        size_t i = 0;
 
-        for (size_t i = 0; i < len && !quote; i++)
+        /* The common cell: plain ASCII with nothing to quote or replace, copied as it is. */
+        while (i < len) {
+                unsigned char c = (unsigned char)s[i];
+                if (c >= 0x80 || c < 0x20 || c == '"' || c == (unsigned char)w->delim)
+                        break;
+                i++;
+        }
+        if (len && i == len) {
+                cp_buf_append(out, s, len);
+                return;
+        }
+
+        for (i = 0; i < len && !quote; i++)
                 quote = s[i] == w->delim || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
         if (quote)
                 cp_buf_putc(out, '"');
