@@ -55,6 +55,8 @@ DEB_RUN_PKGS := make gcc libc6-dev pkg-config libuv1-dev libmosquitto-dev libjan
 # dashboard, promtool, systemd-analyze, man.
 DEB_TEST_PKGS := libcmocka-dev openssl clang rrdcached systemd man-db chromium prometheus
 DEB_PKGS := $(DEB_RUN_PKGS) $(DEB_TEST_PKGS)
+# For `make bench` on top: the HTTP baseline (nginx serving the same bytes) and the load generator.
+DEB_BENCH_PKGS := nginx-light wrk
 
 .PHONY: all deps deps-run test check unit e2e run bench fuzz fuzzers install clean help tests
 
@@ -107,9 +109,10 @@ $(BUILD)/fuzz/fuzz_decode: tests/fuzz/fuzz_decode.c $(DRIVER_SRC) drivers/driver
 $(BUILD)/fuzz/fuzz_config: tests/fuzz/fuzz_config.c daemon/config.c daemon/route.c daemon/log.c daemon/netaddr.c $(DRIVER_SRC)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ -ljansson -lmosquitto -lm
-$(BUILD)/fuzz/fuzz_odsql: tests/fuzz/fuzz_odsql.c daemon/odsql.c daemon/dataset.c daemon/buf.c drivers/drv_util.c drivers/tz.c
+$(BUILD)/fuzz/fuzz_odsql: tests/fuzz/fuzz_odsql.c daemon/odsql.c daemon/dataset.c daemon/buf.c drivers/drv_util.c drivers/tz.c \
+                          daemon/odsql.h daemon/dataset.h daemon/buf.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ -lsqlite3 -ljansson -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lsqlite3 -ljansson -lm
 # The query string: http.c (percent-decoding) links libmicrohttpd and libuv, only the decoder is called.
 $(BUILD)/fuzz/fuzz_http_query: tests/fuzz/fuzz_http_query.c daemon/http.c daemon/log.c daemon/netaddr.c daemon/odsql.c \
 		daemon/dataset.c daemon/buf.c drivers/drv_util.c drivers/tz.c
@@ -124,11 +127,14 @@ build/bench/nullsub: tests/bench/nullsub.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -o $@ $< -lmosquitto
 bench: deps
+	$(call install_missing,$(DEB_BENCH_PKGS))
 	$(MAKE) --no-print-directory all build/bench/bench_drivers build/bench/nullsub
 	build/bench/bench_drivers tests/drivers 1
 	bash tests/bench/run.sh
 	bash tests/bench/rss.sh
 	bash tests/bench/coldstart.sh
+	bash tests/bench/http.sh
+	bash tests/bench/export.sh
 
 FUZZ_SECS ?= 300
 fuzz: deps
