@@ -61,7 +61,7 @@ static int import_one(struct cp_storeq *q, const char *path)
                 atomic_store(&q->writable, false);
                 set_err(q, r, err);
                 cp_complain(&q->import_complaint, wall_ms(), "store",
-                            "cannot import the journal into SQLite, keeping it and retrying err=%s reason='%s'",
+                            "cannot write to SQLite, keeping the journal and retrying err=%s reason='%s'",
                             cp_err_name(-r), err);
                 return r;
         }
@@ -79,7 +79,7 @@ static int import_one(struct cp_storeq *q, const char *path)
         if (atomic_exchange(&q->last_err, 0) != 0)
                 set_err(q, 0, "");
         if (q->import_complaint.active)
-                cp_complain_release(&q->import_complaint, "store", "journal imports");
+                cp_complain_release(&q->import_complaint, "store", "SQLite writes");
         return 0;
 }
 
@@ -97,6 +97,16 @@ static void maybe_prune(struct cp_storeq *q)
                        cp_err_name((int)n), err);
         else if (n > 0)
                 atomic_fetch_add(&q->pruned, (uint64_t)n);
+}
+
+static bool queue_empty(struct cp_storeq *q)
+{
+        bool empty;
+
+        uv_mutex_lock(&q->mu);
+        empty = q->head == NULL;
+        uv_mutex_unlock(&q->mu);
+        return empty;
 }
 
 /* Runs the bucket engine: a new topology first, then what is due. Returns when it would sleep until
@@ -120,10 +130,22 @@ static int64_t buckets_step(struct cp_storeq *q, bool drain)
         do {
                 r = cp_bucket_tick(q->bucket, now, err, sizeof(err));
                 if (r < 0) {
+                        /* The same trouble as a failed import (a locked or full database): not writable,
+                         * said once, retried. */
                         atomic_fetch_add(&q->bucket_errors, 1);
-                        cp_log(CP_LOG_WARNING, "buckets", "bucket update failed, will retry err=%s reason='%s'",
-                               cp_err_name(-r), err);
+                        atomic_store(&q->writable, false);
+                        set_err(q, r, err);
+                        cp_complain(&q->import_complaint, wall_ms(), "store",
+                                    "cannot write to SQLite, keeping the journal and retrying err=%s reason='%s'",
+                                    cp_err_name(-r), err);
                         return now + 1000;
+                }
+                if (!atomic_load(&q->writable) && queue_empty(q)) {
+                        atomic_store(&q->writable, true);
+                        if (atomic_exchange(&q->last_err, 0) != 0)
+                                set_err(q, 0, "");
+                        if (q->import_complaint.active)
+                                cp_complain_release(&q->import_complaint, "store", "SQLite writes");
                 }
                 now = wall_ms();
         } while (r == 1 && drain);
