@@ -97,3 +97,29 @@ void cp_buf_free(struct cp_buf *b)
         b->len = b->cap = 0;
         b->oom = false;
 }
+
+uint64_t cp_fnv64(const void *p, size_t n, uint64_t h)
+{
+        const unsigned char *s = p;
+
+        for (size_t i = 0; i < n; i++) {
+                h ^= s[i];
+                h *= 1099511628211ull;
+        }
+        return h;
+}
+
+void cp_topic_level(char *dst, size_t len, const char *id)
+{
+        size_t o = 0;
+
+        if (!len)
+                return;
+        for (const char *p = id; *p && o + 4 < len; p++) {
+                if (*p == '/' || *p == '+' || *p == '#' || *p == '%')
+                        o += (size_t)snprintf(dst + o, len - o, "%%%02X", (unsigned char)*p);
+                else
+                        dst[o++] = *p;
+        }
+        dst[o] = '\0';
+}

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "citypulse/cp_common.h"
 
@@ -28,5 +29,12 @@ void cp_buf_reset(struct cp_buf *b);
 /* Hands the bytes to the caller (NULL when empty or oom) and empties the buffer. */
 char *cp_buf_steal(struct cp_buf *b);
 void cp_buf_free(struct cp_buf *b);
+
+#define CP_FNV64_INIT 1469598103934665603ull
+/* FNV-1a over n bytes, continuing from h (CP_FNV64_INIT to start): ETags, change detection. */
+uint64_t cp_fnv64(const void *p, size_t n, uint64_t h);
+
+/* One MQTT topic level from an id: '/', '+', '#' and '%' percent-encoded, cut to fit dst. */
+void cp_topic_level(char *dst, size_t len, const char *id);
 
 #endif

@@ -97,17 +97,6 @@ struct cp_xjob {
 
 /* ---- helpers ----------------------------------------------------------------------------------------- */
 
-static uint64_t fnv64(const void *p, size_t n, uint64_t h)
-{
-        const unsigned char *s = p;
-
-        for (size_t i = 0; i < n; i++) {
-                h ^= s[i];
-                h *= 1099511628211ull;
-        }
-        return h;
-}
-
 static enum MHD_Result ods_error(struct MHD_Connection *conn, struct cp_http_req *req, unsigned status,
                                  const char *code, const char *msg)
 {
@@ -364,7 +353,7 @@ static bool flush_to_fd(struct cp_xjob *j)
 {
         size_t o = 0;
 
-        j->content_hash = fnv64(j->body.p, j->body.len, j->content_hash);
+        j->content_hash = cp_fnv64(j->body.p, j->body.len, j->content_hash);
         while (o < j->body.len) {
                 ssize_t w = write(j->fd, j->body.p + o, j->body.len - o);
                 if (w < 0) {
@@ -503,7 +492,7 @@ static void job_work(uv_work_t *w)
         int rc;
 
         j->fd = -1;
-        j->content_hash = 1469598103934665603ull;
+        j->content_hash = CP_FNV64_INIT;
         rc = live ? sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY, NULL)
                   : sqlite3_open_v2(j->db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
         if (rc == SQLITE_OK) {
@@ -683,9 +672,9 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
         struct args *a = cls;
 
         (void)kind;
-        a->hash = fnv64(key, strlen(key) + 1, a->hash);
+        a->hash = cp_fnv64(key, strlen(key) + 1, a->hash);
         if (value)
-                a->hash = fnv64(value, strlen(value) + 1, a->hash);
+                a->hash = cp_fnv64(value, strlen(value) + 1, a->hash);
         if (!value)
                 return MHD_YES;
         if (strcmp(key, "refine") == 0) {
@@ -720,7 +709,7 @@ static enum MHD_Result start_job(struct cp_daemon *d, struct MHD_Connection *con
         if (d->n_xjobs >= MAX_JOBS)
                 return ods_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "Unavailable", "too many queries running, retry");
         memset(&a, 0, sizeof(a));
-        a.hash = 1469598103934665603ull;
+        a.hash = CP_FNV64_INIT;
         MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &a);
         if (a.too_many)
                 return ods_error(conn, req, MHD_HTTP_BAD_REQUEST, "ODSQLError", "at most 32 refine and 32 exclude parameters");
@@ -758,7 +747,7 @@ static enum MHD_Result start_job(struct cp_daemon *d, struct MHD_Connection *con
         j->fmt = fmt;
         j->delim = delim ? delim[0] : ';';
         j->bom = !bom || strcmp(bom, "true") == 0;
-        a.hash = fnv64(ds->id, strlen(ds->id), fnv64(&fmt, sizeof(fmt), a.hash));
+        a.hash = cp_fnv64(ds->id, strlen(ds->id), cp_fnv64(&fmt, sizeof(fmt), a.hash));
         snprintf(j->query_key, sizeof(j->query_key), "%016" PRIx64, a.hash);
         inm = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
         snprintf(j->if_none_match, sizeof(j->if_none_match), "%s", inm ? inm : "");

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 
+#include "buf.h"
 #include "citypulse/cp_common.h"
 #include "daemon.h"
 #include "explore.h"
@@ -25,20 +26,9 @@
 #define RENDER_COALESCE 250 /* ms: the feed is rendered at most this often while readings pour in */
 #define JSON_FLAGS      (JSON_COMPACT | JSON_REAL_PRECISION(10))
 
-static uint64_t fnv64(const char *s, size_t n)
-{
-        uint64_t h = 1469598103934665603ull;
-
-        for (size_t i = 0; i < n; i++) {
-                h ^= (unsigned char)s[i];
-                h *= 1099511628211ull;
-        }
-        return h;
-}
-
 static void make_etag(char *buf, size_t len, const char *body, size_t n)
 {
-        snprintf(buf, len, "\"%016" PRIx64 "\"", fnv64(body, n));
+        snprintf(buf, len, "\"%016" PRIx64 "\"", cp_fnv64(body, n, CP_FNV64_INIT));
 }
 
 static bool gz_etag_matches(struct MHD_Connection *conn, const char *etag)

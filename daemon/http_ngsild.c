@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "citypulse/cp_common.h"
 #include "daemon.h"
 #include "http_ngsild.h"
@@ -59,14 +60,10 @@ static enum MHD_Result send_entity(struct cp_daemon *d, struct MHD_Connection *c
         char etag[24], link[256];
         struct MHD_Response *r;
         enum MHD_Result ret;
-        uint64_t h = 1469598103934665603ull;
-
         json_decref(j);
         if (!body)
                 return MHD_NO;
-        for (const char *p = body; *p; p++)
-                h = (h ^ (unsigned char)*p) * 1099511628211ull;
-        snprintf(etag, sizeof(etag), "\"%016llx\"", (unsigned long long)h);
+        snprintf(etag, sizeof(etag), "\"%016llx\"", (unsigned long long)cp_fnv64(body, strlen(body), CP_FNV64_INIT));
         if (cp_api_etag_matches(conn, etag)) {
                 free(body);
                 return cp_api_not_modified(conn, req, etag, d->cfg->http_ttl_ms / 1000, true);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "citypulse/cp_err.h"
+#include "buf.h"
 #include "daemon.h"
 #include "explore.h"
 #include "log.h"
@@ -198,20 +199,6 @@ struct bucket_msg {
 
 #define BUCKET_MSG_MAX 20000 /* pending while the loop is busy; beyond, dropped and counted */
 
-/* One topic level from an id: '/', '+', '#' and '%' percent-encoded. */
-static void topic_level(char *dst, size_t len, const char *id)
-{
-        size_t o = 0;
-
-        for (const char *p = id; *p && o + 4 < len; p++) {
-                if (*p == '/' || *p == '+' || *p == '#' || *p == '%')
-                        o += (size_t)snprintf(dst + o, len - o, "%%%02X", (unsigned char)*p);
-                else
-                        dst[o++] = *p;
-        }
-        dst[o] = '\0';
-}
-
 /* Store thread, inside the bucket transaction: the rows join the durable push queue atomically. */
 static int on_bucket_batch(void *ud, const struct cp_dataset *ds, json_t *records)
 {
@@ -231,7 +218,7 @@ static void on_bucket_row(void *ud, const struct cp_bucket_event *ev)
                 atomic_fetch_add(&d->bucket_msgs_dropped, 1);
                 return;
         }
-        topic_level(level, sizeof(level), ev->id);
+        cp_topic_level(level, sizeof(level), ev->id);
         snprintf(topic, sizeof(topic), "%s/buckets/%s/%s", d->publish_prefix, ev->ds->id, level);
         if (!(m = calloc(1, sizeof(*m))) || !(m->topic = strdup(topic)) ||
             !(m->body = json_dumps(ev->record, JSON_COMPACT))) {

@@ -17,20 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "citypulse/cp_common.h"
 #include "daemon.h"
 #include "timefmt.h"
 
 #define TICK_MS 1000
-
-static uint64_t fnv64(const char *s, size_t n)
-{
-        uint64_t h = 1469598103934665603ull;
-
-        for (size_t i = 0; i < n; i++)
-                h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-        return h | 1; /* 0 means "never sent" */
-}
 
 static json_t *iso(const struct cp_daemon *d, int64_t ms)
 {
@@ -42,20 +34,6 @@ static json_t *iso(const struct cp_daemon *d, int64_t ms)
 static json_t *num(bool has, double v)
 {
         return has && isfinite(v) ? json_real(v) : json_null();
-}
-
-/* One topic level from an id: '/', '+', '#' and '%' percent-encoded. */
-static void level(char *dst, size_t len, const char *id)
-{
-        size_t o = 0;
-
-        for (const char *p = id; *p && o + 4 < len; p++) {
-                if (*p == '/' || *p == '+' || *p == '#' || *p == '%')
-                        o += (size_t)snprintf(dst + o, len - o, "%%%02X", (unsigned char)*p);
-                else
-                        dst[o++] = *p;
-        }
-        dst[o] = '\0';
 }
 
 /* Publishes j (taken) on prefix/kind/id when its bytes differ from the last sent (MQTT connected). */
@@ -76,9 +54,9 @@ static void maybe_publish(struct cp_republish *rp, const char *kind, const char 
         json_decref(j);
         if (!body)
                 return;
-        h = fnv64(body, strlen(body));
+        h = cp_fnv64(body, strlen(body), CP_FNV64_INIT) | 1; /* 0 means "never sent" */
         if (h != *last) {
-                level(lv, sizeof(lv), id);
+                cp_topic_level(lv, sizeof(lv), id);
                 snprintf(topic, sizeof(topic), "%s/opendata/%s/%s", d->cfg->publish_prefix, kind, lv);
                 if (cp_mqtt_in_publish(&d->mqtt, topic, body, strlen(body), true) == 0) {
                         *last = h;
@@ -100,7 +78,7 @@ static void maybe_push(struct cp_republish *rp, const char *ds, json_t *j, uint6
                 return;
         }
         body = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-        h = body ? fnv64(body, strlen(body)) : 0;
+        h = body ? cp_fnv64(body, strlen(body), CP_FNV64_INIT) | 1 : 0;
         free(body);
         if (h && h != *last && cp_push_add(&rp->d->push, ds, json_incref(j)) == 0)
                 *last = h;

@@ -1,6 +1,8 @@
 /* store_rrd.c - see store_rrd.h. */
 #include "store_rrd.h"
 
+#include "buf.h"
+
 #include <rrd.h>
 
 #include "citypulse/cp_common.h"
@@ -360,13 +362,7 @@ static void free_strv(char **v, unsigned long n)
 
 static uint64_t name_hash(const char *s)
 {
-        uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-        for (; *s; s++) {
-                h ^= (unsigned char)*s;
-                h *= 1099511628211ull;
-        }
-        return h;
+        return cp_fnv64(s, strlen(s), CP_FNV64_INIT);
 }
 
 static void files_clear(struct cp_rrd *r)
