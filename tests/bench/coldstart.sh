@@ -117,7 +117,8 @@ INSERT INTO readings SELECT id, q, $TS0 + n * $STEP_MS,
 DELETE FROM latest;
 INSERT INTO latest SELECT sensor_id, quantity, ts_ms, value, received_ms FROM readings WHERE ts_ms = $TS_END;
 DELETE FROM agg_carry;
-INSERT INTO agg_carry SELECT sensor_id, quantity, ts_ms, value FROM latest;
+INSERT INTO agg_carry(sensor_id, quantity, ts_ms, value, first_ts_ms)
+        SELECT l.sensor_id, l.quantity, l.ts_ms, l.value, (SELECT min(ts_ms) FROM readings) FROM latest AS l;
 INSERT OR REPLACE INTO agg_state VALUES('watermark_ms', $((NOW / 60000 * 60000)));
 COMMIT;
 PRAGMA journal_mode=WAL;
