@@ -485,15 +485,17 @@ void cp_fmt_double(double d, char *buf, size_t size)
          * a double whose shortest form has p <= 15 significant digits (DBL_DIG) prints as exactly that
          * form under "%.15g", which drops trailing zeros, and for what reaches here (not whole, or
          * beyond 1e15) %.15g and %.<p>g agree on fixed or exponent notation. */
-        /* Most sensor values have at most 6 decimals: when the 6-decimal rounding reads back as d, it is
-         * the shortest form (trailing zeros dropped), written without printf. 1e-4 <= |d| < 1e9 keeps
-         * it where %g writes fixed notation too. */
+        /* Most sensor values and coordinates have at most 7 decimals: when the 7-decimal rounding reads
+         * back as d, it is the shortest form (trailing zeros dropped), written without printf. The
+         * scaled value stays below 2^53 (exact), and 1e-4 <= |d| keeps %g's fixed notation. */
         if (fabs(d) >= 1e-4 && fabs(d) < 1e9 && size >= 32) {
-                int64_t k = llround(d * 1e6);
+                int dec = fabs(d) < 1e8 ? 7 : 6;
+                double scale = dec == 7 ? 1e7 : 1e6;
+                int64_t k = llround(d * scale), unit = dec == 7 ? 10000000 : 1000000;
 
-                if ((double)k / 1e6 == d) {
+                if ((double)k / scale == d) {
                         char digits[24];
-                        uint64_t u = (uint64_t)(k < 0 ? -k : k), ip = u / 1000000, fp = u % 1000000;
+                        uint64_t u = (uint64_t)(k < 0 ? -k : k), ip = u / (uint64_t)unit, fp = u % (uint64_t)unit;
                         size_t o = 0, n = 0;
 
                         if (k < 0)
@@ -504,7 +506,7 @@ void cp_fmt_double(double d, char *buf, size_t size)
                         while (n)
                                 buf[o++] = digits[--n];
                         if (fp) {
-                                int w = 6;
+                                int w = dec;
                                 while (fp % 10 == 0) {
                                         fp /= 10;
                                         w--;

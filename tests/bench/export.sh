@@ -92,7 +92,7 @@ PRAGMA cache_size=-262144;
 BEGIN;
 CREATE TEMP TABLE fac(i INTEGER PRIMARY KEY, id TEXT, lat REAL, lon REAL);
 WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $NFAC)
-INSERT INTO fac SELECT i, printf('bench-%05d', i), 48.8 + i * 0.000037, 2.24 + i * 0.000041 FROM n;
+INSERT INTO fac SELECT i, printf('bench-%05d', i), round(48.8 + i * 0.000037, 6), round(2.24 + i * 0.000041, 6) FROM n; -- as typed in a registry
 WITH RECURSIVE q(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM q WHERE j + 1 < $NQ),
 rows AS (SELECT f.id, f.lat, f.lon, $START + q.j * $Q AS t, (f.i * 7919 + q.j * 104729) % 1000 AS h
          FROM q CROSS JOIN fac f ORDER BY q.j, f.id)
