@@ -44,6 +44,15 @@ void cp_storeq_errmsg(struct cp_storeq *q, char *buf, size_t len)
         uv_mutex_unlock(&q->mu);
 }
 
+static void store_recovered(struct cp_storeq *q)
+{
+        atomic_store(&q->writable, true);
+        if (atomic_exchange(&q->last_err, 0) != 0)
+                set_err(q, 0, "");
+        if (q->import_complaint.active)
+                cp_complain_release(&q->import_complaint, "store", "SQLite writes");
+}
+
 /* Imports one segment; returns 0 (done, deleted) or the error. */
 static int import_one(struct cp_storeq *q, const char *path)
 {
@@ -75,11 +84,10 @@ static int import_one(struct cp_storeq *q, const char *path)
         atomic_fetch_add(&q->readings_stored, res.readings_new);
         atomic_fetch_add(&q->readings_dup, res.readings_dup);
         atomic_fetch_add(&q->rejects_stored, res.rejects);
-        atomic_store(&q->writable, true);
-        if (atomic_exchange(&q->last_err, 0) != 0)
-                set_err(q, 0, "");
-        if (q->import_complaint.active)
-                cp_complain_release(&q->import_complaint, "store", "SQLite writes");
+        /* Writable again only once rows really went in: an import of duplicates commits nothing, and
+         * an empty commit succeeds even on a full disk. */
+        if (res.readings_new + res.rejects > 0 || atomic_load(&q->last_err) == 0)
+                store_recovered(q);
         return 0;
 }
 
@@ -140,13 +148,10 @@ static int64_t buckets_step(struct cp_storeq *q, bool drain)
                                     cp_err_name(-r), err);
                         return now + 1000;
                 }
-                if (!atomic_load(&q->writable) && queue_empty(q)) {
-                        atomic_store(&q->writable, true);
-                        if (atomic_exchange(&q->last_err, 0) != 0)
-                                set_err(q, 0, "");
-                        if (q->import_complaint.active)
-                                cp_complain_release(&q->import_complaint, "store", "SQLite writes");
-                }
+                /* A bucket update that got its write lock proves a lock is gone, not that a full disk
+                 * has room: after -ENOSPC only a real import says so. */
+                if (!atomic_load(&q->writable) && atomic_load(&q->last_err) == -EBUSY && queue_empty(q))
+                        store_recovered(q);
                 now = wall_ms();
         } while (r == 1 && drain);
         if (r == 1)
