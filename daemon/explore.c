@@ -623,7 +623,7 @@ static enum MHD_Result answer(struct cp_daemon *d, struct MHD_Connection *conn, 
                 }
                 json_object_set_new(j->wrap, j->wrap_key, j->rows);
                 j->rows = NULL;
-                body = json_dumps(j->wrap, JSON_COMPACT | JSON_REAL_PRECISION(17));
+                body = json_dumps(j->wrap, JSON_COMPACT | JSON_REAL_PRECISION(15));
                 if (!body)
                         return MHD_NO;
                 return cp_api_send_body_take(d, conn, req, MHD_HTTP_OK, body, strlen(body),
@@ -798,7 +798,7 @@ static json_t *dataset_json(const struct cp_dataset *ds, const struct cp_daemon 
 
 static enum MHD_Result send_json(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req, json_t *j)
 {
-        char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        char *body = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
 
         json_decref(j);
         if (!body)

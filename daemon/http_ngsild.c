@@ -56,7 +56,7 @@ static bool wants_ld(struct MHD_Connection *conn)
 static enum MHD_Result send_entity(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req, json_t *j,
                             bool ld)
 {
-        char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        char *body = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
         char etag[24], link[256];
         struct MHD_Response *r;
         enum MHD_Result ret;
