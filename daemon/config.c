@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <mosquitto.h>
 #include <stdarg.h>
@@ -758,4 +759,24 @@ void cp_config_keep_restart_keys(struct cp_config *old, struct cp_config *new)
         old->n_http_listen = new->n_http_listen;
         new->http_listen = tl;
         new->n_http_listen = tn;
+}
+
+int cp_read_secret(const char *path, char *buf, size_t len, char *err, size_t errlen)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n;
+
+        if (fd < 0) {
+                snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+                return -errno;
+        }
+        n = read(fd, buf, len - 1);
+        close(fd);
+        if (n < 0) {
+                snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+                return -EIO;
+        }
+        buf[n] = '\0';
+        buf[strcspn(buf, "\r\n")] = '\0';
+        return 0;
 }

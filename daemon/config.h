@@ -112,6 +112,10 @@ size_t cp_config_schema_size(void);
 const char *cp_config_schema_key(size_t i);
 const char *cp_config_schema_default(size_t i);
 
+/* Reads a secret (password, token, push key) from a file named by the config: its first line, without
+ * the line end, into buf. Returns 0, or a negative errno with "PATH: what failed" in err. Never logs. */
+int cp_read_secret(const char *path, char *buf, size_t len, char *err, size_t errlen);
+
 /* Duration "500ms 30s 5m 2h 7d" (a bare number is an error) and size "512 64k 16m 1g". */
 int cp_parse_duration_ms(const char *s, int64_t *ret);
 int cp_parse_size(const char *s, int64_t *ret);

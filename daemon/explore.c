@@ -884,61 +884,11 @@ static enum MHD_Result bad(struct MHD_Connection *conn, struct cp_http_req *req,
         return cp_http_error(conn, req, MHD_HTTP_BAD_REQUEST, "bad_request", msg);
 }
 
-static int parse_int_arg(const char *s, int64_t lo, int64_t hi, int64_t *ret)
-{
-        char *end;
-        long long v;
-
-        if (!s)
-                return 0;
-        errno = 0;
-        v = strtoll(s, &end, 10);
-        if (errno || end == s || *end || v < lo || v > hi)
-                return -EINVAL;
-        *ret = v;
-        return 0;
-}
-
 static int parse_time_arg(const struct cp_daemon *d, const char *s, int64_t *ret)
 {
         if (!s)
                 return 0;
         return cp_time_parse(s, strlen(s), d->tz, ret) < 0 ? -EINVAL : 0;
-}
-
-static void q_int(struct cp_sqlq *q, int64_t v)
-{
-        if (q->n_params == q->cap_params) {
-                size_t cap = q->cap_params ? q->cap_params * 2 : 8;
-                struct cp_sqlparam *p = realloc(q->params, cap * sizeof(*p));
-                if (!p) {
-                        q->sql.oom = true;
-                        return;
-                }
-                q->params = p;
-                q->cap_params = cap;
-        }
-        q->params[q->n_params++] = (struct cp_sqlparam){.type = CP_SP_INT, .i = v};
-        cp_buf_puts(&q->sql, "?");
-}
-
-static void q_text(struct cp_sqlq *q, const char *v)
-{
-        char *dup = strdup(v);
-
-        if (!dup || q->n_params == q->cap_params) {
-                size_t cap = q->cap_params ? q->cap_params * 2 : 8;
-                struct cp_sqlparam *p = dup ? realloc(q->params, cap * sizeof(*p)) : NULL;
-                if (!p) {
-                        free(dup);
-                        q->sql.oom = true;
-                        return;
-                }
-                q->params = p;
-                q->cap_params = cap;
-        }
-        q->params[q->n_params++] = (struct cp_sqlparam){.type = CP_SP_TEXT, .text = dup};
-        cp_buf_puts(&q->sql, "?");
 }
 
 static enum MHD_Result start_sql(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req,
@@ -1007,8 +957,8 @@ enum MHD_Result cp_series_handle(struct cp_daemon *d, struct MHD_Connection *con
         if (parse_time_arg(d, arg(conn, "from"), &from) < 0 || parse_time_arg(d, arg(conn, "to"), &to) < 0 ||
             parse_time_arg(d, arg(conn, "updated_since"), &since) < 0)
                 return bad(conn, req, "from, to and updated_since are ISO 8601 times, e.g. 2026-03-01T00:00:00+01:00");
-        if (parse_int_arg(arg(conn, "limit"), 1, PAGE_MAX, &limit) < 0 ||
-            parse_int_arg(arg(conn, "cursor"), INT64_MIN + 1, INT64_MAX, &cursor) < 0)
+        if (cp_http_parse_int(arg(conn, "limit"), 1, PAGE_MAX, &limit) < 0 ||
+            cp_http_parse_int(arg(conn, "cursor"), INT64_MIN + 1, INT64_MAX, &cursor) < 0)
                 return bad(conn, req, "limit is 1..10000; cursor is the next_cursor of the previous page");
         cp_sqlq_init(&q);
         cp_buf_puts(&q.sql, "SELECT ");
@@ -1020,21 +970,21 @@ enum MHD_Result cp_series_handle(struct cp_daemon *d, struct MHD_Connection *con
                         cp_buf_printf(&q.sql, "%s%s", i ? ", " : "", f->col);
         }
         cp_buf_printf(&q.sql, " FROM %s WHERE %s = ", ds->table, ds->kind == CP_DS_ENERGY ? "id" : "parking_id");
-        q_text(&q, id);
+        cp_sqlq_text(&q, id, strlen(id));
         if (kind) {
                 cp_buf_puts(&q.sql, " AND kind = ");
-                q_text(&q, kind);
+                cp_sqlq_text(&q, kind, strlen(kind));
         }
         cp_buf_puts(&q.sql, " AND bucket_start_ms >= ");
-        q_int(&q, CP_MAX(from, cursor == INT64_MIN ? INT64_MIN : cursor + 1));
+        cp_sqlq_int(&q, CP_MAX(from, cursor == INT64_MIN ? INT64_MIN : cursor + 1));
         cp_buf_puts(&q.sql, " AND bucket_start_ms < ");
-        q_int(&q, to);
+        cp_sqlq_int(&q, to);
         if (since != INT64_MIN) {
                 cp_buf_puts(&q.sql, " AND updated_at_ms >= ");
-                q_int(&q, since);
+                cp_sqlq_int(&q, since);
         }
         cp_buf_puts(&q.sql, ds->kind == CP_DS_ENERGY ? " ORDER BY bucket_start_ms, kind LIMIT " : " ORDER BY bucket_start_ms LIMIT ");
-        q_int(&q, limit);
+        cp_sqlq_int(&q, limit);
         return start_sql(d, conn, req, &q, json_pack("{s:s, s:s}", "dataset", ds->id, "id", id), "data", limit,
                          "bucket_start_ms");
 }
@@ -1072,36 +1022,33 @@ enum MHD_Result cp_readings_handle(struct cp_daemon *d, struct MHD_Connection *c
                 return bad(conn, req, "unknown quantity (see CONTRACT section 3 for the names)");
         if (parse_time_arg(d, arg(conn, "from"), &from) < 0 || parse_time_arg(d, arg(conn, "to"), &to) < 0)
                 return bad(conn, req, "from and to are ISO 8601 times, e.g. 2026-03-01T00:00:00+01:00");
-        if (parse_int_arg(arg(conn, "limit"), 1, PAGE_MAX, &limit) < 0)
+        if (cp_http_parse_int(arg(conn, "limit"), 1, PAGE_MAX, &limit) < 0)
                 return bad(conn, req, "limit is 1..10000");
         if (cur && (sscanf(cur, "%" SCNd64 ":%63[a-z0-9_]", &cts, cq) != 2 || cp_quantity_parse(cq, &quantity) < 0))
                 return bad(conn, req, "cursor is the next_cursor of the previous page");
-        if (!cp_live_get(&d->live, id, strlen(id)) && !cp_registry_facility(d->reg, id)) {
-                /* Not tracked live (e.g. past the unregistered cap): still answered from the store. */
-        }
         cp_sqlq_init(&q);
         cp_buf_puts(&q.sql, "SELECT quantity, value, ts_ms AS observed_at_ms, received_ms AS received_at_ms"
                             " FROM readings WHERE ts_ms >= ");
-        q_int(&q, from);
+        cp_sqlq_int(&q, from);
         cp_buf_puts(&q.sql, " AND ts_ms < ");
-        q_int(&q, to);
+        cp_sqlq_int(&q, to);
         cp_buf_puts(&q.sql, " AND sensor_id = ");
-        q_text(&q, id);
+        cp_sqlq_text(&q, id, strlen(id));
         if (qn) {
                 cp_buf_puts(&q.sql, " AND quantity = ");
-                q_text(&q, qn);
+                cp_sqlq_text(&q, qn, strlen(qn));
         }
         if (cur) {
                 cp_buf_puts(&q.sql, " AND (ts_ms > ");
-                q_int(&q, cts);
+                cp_sqlq_int(&q, cts);
                 cp_buf_puts(&q.sql, " OR (ts_ms = ");
-                q_int(&q, cts);
+                cp_sqlq_int(&q, cts);
                 cp_buf_puts(&q.sql, " AND quantity > ");
-                q_text(&q, cq);
+                cp_sqlq_text(&q, cq, strlen(cq));
                 cp_buf_puts(&q.sql, "))");
         }
         cp_buf_puts(&q.sql, " ORDER BY ts_ms, quantity LIMIT ");
-        q_int(&q, limit);
+        cp_sqlq_int(&q, limit);
         wrap = json_pack("{s:s}", "sensor_id", id);
         return start_sql(d, conn, req, &q, wrap, "readings", limit, "observed_at_ms");
 }
@@ -1163,19 +1110,19 @@ enum MHD_Result cp_rejects_handle(struct cp_daemon *d, struct MHD_Connection *co
         ret = cp_admin_check(d, conn, req, &ok);
         if (!ok)
                 return ret;
-        if (parse_int_arg(arg(conn, "limit"), 1, PAGE_MAX, &limit) < 0 ||
-            parse_int_arg(arg(conn, "cursor"), 1, INT64_MAX, &cursor) < 0)
+        if (cp_http_parse_int(arg(conn, "limit"), 1, PAGE_MAX, &limit) < 0 ||
+            cp_http_parse_int(arg(conn, "cursor"), 1, INT64_MAX, &cursor) < 0)
                 return bad(conn, req, "limit is 1..10000; cursor is the next_cursor of the previous page");
         cp_sqlq_init(&q);
         cp_buf_puts(&q.sql, "SELECT rowid AS id, received_ms AS received_at_ms, topic, driver, reason, detail,"
                             " CASE WHEN payload IS NULL THEN NULL ELSE CAST(payload AS TEXT) END AS payload,"
                             " length(payload) AS payload_bytes FROM rejects WHERE rowid < ");
-        q_int(&q, cursor);
+        cp_sqlq_int(&q, cursor);
         if (drv) {
                 cp_buf_puts(&q.sql, " AND driver = ");
-                q_text(&q, drv);
+                cp_sqlq_text(&q, drv, strlen(drv));
         }
         cp_buf_puts(&q.sql, " ORDER BY rowid DESC LIMIT ");
-        q_int(&q, limit);
+        cp_sqlq_int(&q, limit);
         return start_sql(d, conn, req, &q, json_pack("{}"), "rejects", limit, "id");
 }

@@ -176,6 +176,21 @@ int cp_http_pct_decode(const char *src, size_t len, char *dst, size_t dstlen)
         return (int)o;
 }
 
+int cp_http_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *ret)
+{
+        char *end;
+        long long v;
+
+        if (!s)
+                return 0;
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (errno || end == s || *end || v < lo || v > hi)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
 /* --- the loop glue --- */
 
 static void on_timer(uv_timer_t *t)

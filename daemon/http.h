@@ -68,4 +68,8 @@ enum MHD_Result cp_http_error(struct MHD_Connection *conn, struct cp_http_req *r
  * length or -EINVAL. */
 int cp_http_pct_decode(const char *src, size_t len, char *dst, size_t dstlen);
 
+/* A query parameter as an integer in [lo, hi]: 0 and *ret set, 0 and *ret untouched when s is NULL
+ * (absent), -EINVAL otherwise. */
+int cp_http_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *ret);
+
 #endif

@@ -172,21 +172,6 @@ static void walk_type(struct walk *w, enum etype t, const char *want)
         }
 }
 
-static int parse_count(const char *s, int64_t lo, int64_t hi, int64_t *ret)
-{
-        char *end;
-        long long v;
-
-        if (!s)
-                return 0;
-        errno = 0;
-        v = strtoll(s, &end, 10);
-        if (errno || end == s || *end || v < lo || v > hi)
-                return -EINVAL;
-        *ret = v;
-        return 0;
-}
-
 /* segs: after "/ngsi-ld/v1". */
 enum MHD_Result cp_ngsild_handle(struct cp_daemon *d, struct MHD_Connection *conn, struct cp_http_req *req,
                                  char *const *segs, size_t n)
@@ -228,8 +213,8 @@ enum MHD_Result cp_ngsild_handle(struct cp_daemon *d, struct MHD_Connection *con
         if ((et = type_parse(type)) == T_NONE)
                 return ngsi_error(conn, req, MHD_HTTP_BAD_REQUEST, "BadRequestData",
                                   "type must be OffStreetParking, ParkingSpot or ACMeasurement");
-        if (parse_count(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit"), 0, MAX_LIMIT, &w.limit) < 0 ||
-            parse_count(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "offset"), 0, INT32_MAX, &w.skip) < 0)
+        if (cp_http_parse_int(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit"), 0, MAX_LIMIT, &w.limit) < 0 ||
+            cp_http_parse_int(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "offset"), 0, INT32_MAX, &w.skip) < 0)
                 return ngsi_error(conn, req, MHD_HTTP_BAD_REQUEST, "BadRequestData",
                                   "limit must be 0..1000 and offset a non-negative integer");
         if (id) {

@@ -272,21 +272,15 @@ static void drain_bucket_msgs(struct cp_daemon *d)
  * negative errno with the admin endpoints left as they were. The token is never logged. */
 static int read_admin_token(const struct cp_config *c, char **ret)
 {
-        char buf[4097];
-        size_t n;
-        FILE *f;
+        char buf[4097], err[256];
+        int r;
 
         *ret = NULL;
         if (!c->http_admin_token_file)
                 return 0;
-        if (!(f = fopen(c->http_admin_token_file, "re")))
-                return -errno;
-        n = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-                buf[--n] = '\0';
-        if (n < 16 || strpbrk(buf, " \t\r\n"))
+        if ((r = cp_read_secret(c->http_admin_token_file, buf, sizeof(buf), err, sizeof(err))) < 0)
+                return r;
+        if (strlen(buf) < 16 || strpbrk(buf, " \t"))
                 return -EINVAL;
         return (*ret = strdup(buf)) ? 0 : -ENOMEM;
 }
@@ -311,27 +305,17 @@ static int start_push(struct cp_daemon *d)
 {
         struct cp_push_cfg pc;
         char key[1024] = "", path[4200], err[512] = "";
-        FILE *f = NULL;
-        size_t n = 0;
         int r;
 
-        if (d->cfg->ods_push_pushkey_file) {
-                if (!(f = fopen(d->cfg->ods_push_pushkey_file, "re"))) {
-                        r = -errno;
-                        cp_log(CP_LOG_ERR, "push", "cannot read ods_push.pushkey_file path=%s err=%s",
-                               d->cfg->ods_push_pushkey_file, cp_err_name(-r));
-                        return r;
-                }
-                n = fread(key, 1, sizeof(key) - 1, f);
-                fclose(f);
-                key[n] = '\0';
-                while (n && (key[n - 1] == '\n' || key[n - 1] == '\r' || key[n - 1] == ' '))
-                        key[--n] = '\0';
+        if (d->cfg->ods_push_pushkey_file &&
+            (r = cp_read_secret(d->cfg->ods_push_pushkey_file, key, sizeof(key), err, sizeof(err))) < 0) {
+                cp_log(CP_LOG_ERR, "push", "cannot read ods_push.pushkey_file err=%s reason='%s'", cp_err_name(-r), err);
+                return r;
         }
         memset(&pc, 0, sizeof(pc));
         snprintf(path, sizeof(path), "%s/citypulse.db", d->cfg->data_dir);
         pc.url_template = d->cfg->ods_push_url;
-        pc.pushkey = n ? key : NULL;
+        pc.pushkey = key[0] ? key : NULL;
         pc.db_path = path;
         r = cp_push_start(&d->push, &d->loop, &pc, err, sizeof(err));
         memset(key, 0, sizeof(key));

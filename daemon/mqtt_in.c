@@ -685,26 +685,6 @@ static int want_from_config(struct cp_mqtt_in *m, const struct cp_config *c, cha
 }
 
 /* Reads the password file: the first line, without its newline. */
-static int read_secret(const char *path, char *buf, size_t len, char *err, size_t errlen)
-{
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        ssize_t n;
-
-        if (fd < 0) {
-                snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-                return -errno;
-        }
-        n = read(fd, buf, len - 1);
-        close(fd);
-        if (n < 0) {
-                snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-                return -EIO;
-        }
-        buf[n] = '\0';
-        buf[strcspn(buf, "\r\n")] = '\0';
-        return 0;
-}
-
 static int check_readable(const char *what, const char *path, char *err, size_t errlen)
 {
         if (path && access(path, R_OK) < 0) {
@@ -796,7 +776,7 @@ static int start(struct cp_mqtt_in *m, uv_loop_t *loop, const struct cp_config *
         mosquitto_subscribe_v5_callback_set(m->mosq, on_subscribe);
         if (c->mqtt_username) {
                 char pw[1024] = "";
-                if (c->mqtt_password_file && (r = read_secret(c->mqtt_password_file, pw, sizeof(pw), err, errlen)) < 0)
+                if (c->mqtt_password_file && (r = cp_read_secret(c->mqtt_password_file, pw, sizeof(pw), err, errlen)) < 0)
                         return r;
                 rc = mosquitto_username_pw_set(m->mosq, c->mqtt_username, c->mqtt_password_file ? pw : NULL);
                 explicit_bzero(pw, sizeof(pw));

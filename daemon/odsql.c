@@ -91,7 +91,7 @@ static struct cp_sqlparam *sqlq_push(struct cp_sqlq *q)
         return p;
 }
 
-static void sqlq_int(struct cp_sqlq *q, int64_t v)
+void cp_sqlq_int(struct cp_sqlq *q, int64_t v)
 {
         struct cp_sqlparam *p = sqlq_push(q);
 
@@ -113,7 +113,7 @@ static void sqlq_double(struct cp_sqlq *q, double v)
         cp_buf_putc(&q->sql, '?');
 }
 
-static void sqlq_text(struct cp_sqlq *q, const char *s, size_t len)
+void cp_sqlq_text(struct cp_sqlq *q, const char *s, size_t len)
 {
         struct cp_sqlparam *p = sqlq_push(q);
 
@@ -141,9 +141,9 @@ static void sqlq_append(struct cp_sqlq *dst, const struct cp_sqlq *src)
                 const struct cp_sqlparam *s = &src->params[i];
 
                 if (s->type == CP_SP_TEXT)
-                        sqlq_text(dst, s->text, strlen(s->text));
+                        cp_sqlq_text(dst, s->text, strlen(s->text));
                 else if (s->type == CP_SP_INT)
-                        sqlq_int(dst, s->i);
+                        cp_sqlq_int(dst, s->i);
                 else
                         sqlq_double(dst, s->d);
         }
@@ -1466,9 +1466,9 @@ struct value {
 static void put_value(struct cp_sqlq *q, const struct value *v)
 {
         if (v->type == CP_SP_TEXT)
-                sqlq_text(q, v->s, v->slen);
+                cp_sqlq_text(q, v->s, v->slen);
         else if (v->type == CP_SP_INT)
-                sqlq_int(q, v->i);
+                cp_sqlq_int(q, v->i);
         else
                 sqlq_double(q, v->d);
 }
@@ -1673,7 +1673,7 @@ static void emit_like_col(struct cp_sqlq *q, const char *col, const char *pat, s
 {
         put_col(&q->sql, col);
         cp_buf_puts(&q->sql, " LIKE ");
-        sqlq_text(q, pat, len);
+        cp_sqlq_text(q, pat, len);
         cp_buf_puts(&q->sql, " ESCAPE '\\'");
 }
 
@@ -2031,7 +2031,7 @@ static int refine_to_sql(const struct cp_dataset *ds, const char *what, const ch
         case CP_ODS_TEXT:
                 put_col(&q->sql, f->col);
                 cp_buf_puts(&q->sql, " = ");
-                sqlq_text(q, v, vlen);
+                cp_sqlq_text(q, v, vlen);
                 break;
         case CP_ODS_INT:
         case CP_ODS_DOUBLE:
@@ -2041,7 +2041,7 @@ static int refine_to_sql(const struct cp_dataset *ds, const char *what, const ch
                 put_col(&q->sql, f->col);
                 cp_buf_puts(&q->sql, " = ");
                 if (is_int)
-                        sqlq_int(q, i);
+                        cp_sqlq_int(q, i);
                 else
                         sqlq_double(q, d);
                 break;
@@ -2051,7 +2051,7 @@ static int refine_to_sql(const struct cp_dataset *ds, const char *what, const ch
                                     show(shown, v, vlen), f->name);
                 put_col(&q->sql, f->col);
                 cp_buf_puts(&q->sql, " = ");
-                sqlq_int(q, b);
+                cp_sqlq_int(q, b);
                 break;
         case CP_ODS_DATETIME:
                 /* YYYY, YYYY-MM or YYYY-MM-DD mean that whole local period. */
@@ -2061,11 +2061,11 @@ static int refine_to_sql(const struct cp_dataset *ds, const char *what, const ch
                                     show(shown, v, vlen));
                 put_col(&q->sql, f->col);
                 cp_buf_puts(&q->sql, " >= ");
-                sqlq_int(q, start);
+                cp_sqlq_int(q, start);
                 cp_buf_puts(&q->sql, " AND ");
                 put_col(&q->sql, f->col);
                 cp_buf_puts(&q->sql, " < ");
-                sqlq_int(q, end);
+                cp_sqlq_int(q, end);
                 break;
         case CP_ODS_GEO_POINT:
                 return fail(err, errlen, "%s: geo field '%s' cannot be refined", what, f->name);
@@ -2117,7 +2117,7 @@ static int filter_to_sql(const struct cp_dataset *ds, const struct cp_odsql_requ
                 and_sep(q);
                 put_col(&q->sql, f->col);
                 cp_buf_puts(&q->sql, " >= ");
-                sqlq_int(q, since);
+                cp_sqlq_int(q, since);
         }
         return 0;
 }
@@ -2417,9 +2417,9 @@ int cp_odsql_plan(const struct cp_dataset *ds, const struct cp_odsql_request *re
         cp_buf_puts(&plan->rows.sql, " ORDER BY ");
         cp_buf_append(&plan->rows.sql, order.p ? order.p : "", order.len);
         cp_buf_puts(&plan->rows.sql, " LIMIT ");
-        sqlq_int(&plan->rows, plan->limit);
+        cp_sqlq_int(&plan->rows, plan->limit);
         cp_buf_puts(&plan->rows.sql, " OFFSET ");
-        sqlq_int(&plan->rows, plan->offset);
+        cp_sqlq_int(&plan->rows, plan->offset);
 
         cp_buf_puts(&plan->count.sql, "SELECT count(*)");
         select_from(ds, &plan->count, &filter);

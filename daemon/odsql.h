@@ -73,6 +73,9 @@ void cp_sqlq_done(struct cp_sqlq *q);
 /* Binds every parameter in order, starting at index 1 (texts with SQLITE_TRANSIENT). Returns SQLITE_OK,
  * SQLITE_RANGE when st does not have exactly n_params parameters, or the sqlite error. */
 int cp_sqlq_bind(const struct cp_sqlq *q, sqlite3_stmt *st);
+/* Appends a `?` to the SQL and its value to the parameters (sql.oom set when out of memory). */
+void cp_sqlq_int(struct cp_sqlq *q, int64_t v);
+void cp_sqlq_text(struct cp_sqlq *q, const char *s, size_t len);
 
 /* Raw strings from the URL query (already percent-decoded), NULL when absent. They are C strings: the
  * HTTP layer refuses a decoded NUL byte before calling here. */

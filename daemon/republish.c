@@ -152,12 +152,14 @@ static void on_tick(uv_timer_t *t)
                 return;
         if (!resize(&rp->fac, &rp->n_fac, reg->n_facilities) || !resize(&rp->sen, &rp->n_sen, reg->n_sensors) ||
             !resize(&rp->dist, &rp->n_dist, reg->n_districts) || !resize(&rp->pfac, &rp->n_pfac, reg->n_facilities) ||
-            !resize(&rp->psen, &rp->n_psen, reg->n_sensors) || !resize(&rp->pdist, &rp->n_pdist, reg->n_districts))
+            !resize(&rp->psen, &rp->n_psen, reg->n_sensors) || !resize(&rp->pdist, &rp->n_pdist, reg->n_districts) ||
+            !resize(&rp->spot_key, &rp->n_spot_key, reg->n_sensors))
                 return;
         if (rp->preg_gen != d->reg_gen) {
                 memset(rp->pfac, 0, CP_MAX(rp->n_pfac, (size_t)1) * sizeof(*rp->pfac));
                 memset(rp->psen, 0, CP_MAX(rp->n_psen, (size_t)1) * sizeof(*rp->psen));
                 memset(rp->pdist, 0, CP_MAX(rp->n_pdist, (size_t)1) * sizeof(*rp->pdist));
+                memset(rp->spot_key, 0, CP_MAX(rp->n_spot_key, (size_t)1) * sizeof(*rp->spot_key));
                 rp->preg_gen = d->reg_gen;
         }
         if (d->mqtt.state == CP_MQTT_CONNECTED && (!rp->was_connected || rp->reg_gen != d->reg_gen)) {
@@ -208,6 +210,16 @@ static void on_tick(uv_timer_t *t)
                         q = cp_sensor_value(s, CP_Q_OCCUPIED);
                         if (q && cp_live_fresh(&d->live, q, now))
                                 st = q->value != 0 ? "occupied" : "free";
+                        {
+                                /* A spot's record changes only with its status and observation time:
+                                 * compare those before building any JSON (a city has many spots). */
+                                uint64_t key = (uint64_t)(q ? q->ts_ms : 0) * 4 + (uint64_t)(st[0] == 'o') * 2 +
+                                               (uint64_t)(st[0] == 'f') + 1;
+
+                                if (key == rp->spot_key[i])
+                                        continue;
+                                rp->spot_key[i] = key;
+                        }
                         maybe_push(rp, "parking-spots",
                                    json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "spot_id", rs->spot_id ? rs->spot_id : rs->id,
                                              "sensor_id", rs->id, "parking_id", rs->facility->id, "status", st,
@@ -267,6 +279,7 @@ void cp_republish_stop(struct cp_republish *rp)
         free(rp->pfac);
         free(rp->psen);
         free(rp->pdist);
-        rp->fac = rp->sen = rp->dist = rp->pfac = rp->psen = rp->pdist = NULL;
-        rp->n_fac = rp->n_sen = rp->n_dist = rp->n_pfac = rp->n_psen = rp->n_pdist = 0;
+        free(rp->spot_key);
+        rp->fac = rp->sen = rp->dist = rp->pfac = rp->psen = rp->pdist = rp->spot_key = NULL;
+        rp->n_fac = rp->n_sen = rp->n_dist = rp->n_pfac = rp->n_psen = rp->n_pdist = rp->n_spot_key = 0;
 }

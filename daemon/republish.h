@@ -16,6 +16,8 @@ struct cp_republish {
         size_t n_fac, n_sen, n_dist;
         uint64_t *pfac, *psen, *pdist; /* the same for the portal push */
         size_t n_pfac, n_psen, n_pdist;
+        uint64_t *spot_key; /* per registry sensor: a spot's status and observation time last handed over */
+        size_t n_spot_key;
         uint64_t reg_gen, preg_gen;
         bool was_connected;
         uint64_t published;

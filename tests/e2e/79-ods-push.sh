@@ -17,10 +17,12 @@ echo "$KEY" >"$T/pushkey"
 cat >"$T/facilities.csv" <<CSV
 parking_id;name;total_spaces;lat;lon;city;operator
 P1;Parking 1;100;48.8240;2.2700;Issy-les-Moulineaux;Ville
+P2;Parking 2;1;48.8250;2.2710;Issy-les-Moulineaux;Ville
 CSV
 cat >"$T/sensors.csv" <<CSV
 sensor_id;kind;parking_id;spot_id;district
 P1;facility;P1;;
+bay-1;spot;P2;B1;
 CSV
 write_config "route city/parking/+/counter facility_json" "registry.facilities $T/facilities.csv" \
         "registry.sensors $T/sensors.csv" "ods_push.url http://127.0.0.1:$RPORT/api/push/1.0/{dataset}/realtime/push/" \
@@ -39,9 +41,17 @@ import json, sys
 reqs = [json.loads(l) for l in open(sys.argv[1])]
 r = [x for x in reqs if "parking-availability" in x["path"]][-1]
 assert r["valid"] and r["params"]["pushkey"] == [sys.argv[2]] or r["params"]["pushkey"] == sys.argv[2], r["params"]
-rec = r["records"][-1]
+rec = [x for x in r["records"] if x["parking_id"] == "P1"][-1]
 assert rec["parking_id"] == "P1" and rec["free_spaces"] == 40 and rec["geo_point_2d"] == "48.824,2.27", rec
 assert rec["last_reported"].endswith("Z") or rec["last_reported"][-6] in "+-", rec
+PY
+# A spot that never reported is pushed once, as unknown (parking-spots), and not again while unchanged.
+wait_for 10 grep -qs '"path":"/api/push/1.0/parking-spots/realtime/push/"' "$T/recv.log" || fail "no spot pushed"
+sleep 2.5
+python3 - "$T/recv.log" <<'PY' || fail "spot push: $(grep parking-spots "$T/recv.log")"
+import json, sys
+recs = [r for l in open(sys.argv[1]) if "parking-spots" in l for r in json.loads(l)["records"]]
+assert len(recs) == 1 and recs[0]["spot_id"] == "B1" and recs[0]["status"] == "unknown", recs
 PY
 # A late reading closes buckets: they go through the durable queue, in the transaction that wrote them.
 B=$(( ($(date +%s) - 3600) / 900 * 900 ))
@@ -90,7 +100,7 @@ python3 - "$T/recv.log" <<'PY' || fail "accepted records"
 import json, sys
 reqs = [json.loads(l) for l in open(sys.argv[1])]
 ok = [x for x in reqs if x["status"] == 200 and x["mode"] in ("ok", "ok_lower") and x["valid"]]
-free = [r["free_spaces"] for x in ok if "parking-availability" in x["path"] for r in x["records"]]
+free = [r["free_spaces"] for x in ok if "parking-availability" in x["path"] for r in x["records"] if r["parking_id"] == "P1"]
 # Every state the facility went through reached the portal, the last one last.
 for want in (40, 53, 57, 54, 55, 77):
     assert want in free, (want, free)
